@@ -1,0 +1,77 @@
+"""Interaction files on disk: delimited text, RecBole atomic files, sequence files."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from rectk import registry
+from rectk.data import readers
+from rectk.data.types import Catalogue, Dataset
+from rectk.recipe import registered
+
+
+@registered(registry.datasets, "csv")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DelimitedFile:
+    """A CSV/TSV file with a header naming its columns (``time``/``value`` may be "")."""
+
+    path: str
+    user: str = "user_id"
+    item: str = "item_id"
+    time: str = "timestamp"
+    value: str = ""
+    delimiter: str = ","
+
+    def load(self) -> Dataset:
+        inter = readers.read_delimited(
+            self.path,
+            user=self.user,
+            item=self.item,
+            time=self.time or None,
+            value=self.value or None,
+            delimiter=self.delimiter,
+        )
+        return Dataset(name=Path(self.path).stem, interactions=inter, source=self.path)
+
+
+@registered(registry.datasets, "atomic")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AtomicFile:
+    """A RecBole atomic ``.inter`` file; titles come from the ``.item`` file beside it, if any.
+
+    ``min_rating``: keep interactions whose rating is at least this (0 = keep all).
+    """
+
+    path: str
+    item_file: str = ""  # "" = the .item file beside ``path`` when present
+    title_field: str = "movie_title"
+    time: str = "timestamp"
+    value: str = "rating"
+
+    def load(self) -> Dataset:
+        inter = readers.read_atomic(self.path, time=self.time or None, value=self.value or None)
+        item_path = Path(self.item_file) if self.item_file else Path(self.path).with_suffix(".item")
+        catalogue = None
+        if self.item_file or item_path.is_file():
+            _, titles, texts = readers.read_item_titles(item_path, title=self.title_field)
+            catalogue = Catalogue(
+                item_ids=inter.item_ids,
+                titles=tuple(titles.get(i, "") for i in inter.item_ids),
+                descriptions=tuple(texts.get(i, "") for i in inter.item_ids),
+            )
+        return Dataset(
+            name=Path(self.path).stem, interactions=inter, catalogue=catalogue, source=self.path
+        )
+
+
+@registered(registry.datasets, "sequences")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SequenceFile:
+    """One line per user, ``user item item ...`` in time order (S3Rec/ICLRec format)."""
+
+    path: str
+
+    def load(self) -> Dataset:
+        inter = readers.read_sequences(self.path)
+        return Dataset(name=Path(self.path).stem, interactions=inter, source=self.path)

@@ -1,0 +1,80 @@
+"""Transformer building blocks shared by the attention encoders."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def _dense(din: int, dout: int, axes: tuple[str, str], std: float, rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(
+        din,
+        dout,
+        kernel_init=nnx.with_partitioning(nnx.initializers.normal(std), axes),
+        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (axes[1],)),
+        rngs=rngs,
+    )
+
+
+def dropout(x: jax.Array, rate: float, rngs: nnx.Rngs | None) -> jax.Array:
+    """Inverted dropout; the identity when ``rngs`` is None (evaluation)."""
+    if rngs is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(rngs.dropout(), 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+class SelfAttention(nnx.Module):
+    def __init__(self, dim: int, heads: int, *, attn_dropout: float, std: float, rngs: nnx.Rngs):
+        if dim % heads:
+            raise ValueError(f"model.dim {dim} must be divisible by encoder.heads {heads}")
+        self.heads, self.attn_dropout = heads, attn_dropout
+        self.query = _dense(dim, dim, ("embed", "heads"), std, rngs)
+        self.key = _dense(dim, dim, ("embed", "heads"), std, rngs)
+        self.value = _dense(dim, dim, ("embed", "heads"), std, rngs)
+        self.out = _dense(dim, dim, ("heads", "embed"), std, rngs)
+
+    def __call__(self, x_btd: jax.Array, allowed_btt: jax.Array, rngs: nnx.Rngs | None):
+        b, t, d = x_btd.shape
+        h = self.heads
+
+        def split(y):
+            return y.reshape(b, t, h, d // h)
+
+        q_bthk, k_bthk, v_bthk = split(self.query(x_btd)), split(self.key(x_btd)), split(self.value(x_btd))
+        logits_bhts = jnp.einsum("bthk,bshk->bhts", q_bthk, k_bthk) / jnp.sqrt(d // h).astype(x_btd.dtype)
+        logits_bhts = jnp.where(allowed_btt[:, None], logits_bhts, jnp.finfo(logits_bhts.dtype).min)
+        probs_bhts = jax.nn.softmax(logits_bhts.astype(jnp.float32), axis=-1).astype(x_btd.dtype)
+        probs_bhts = dropout(probs_bhts, self.attn_dropout, rngs)
+        ctx_bthk = jnp.einsum("bhts,bshk->bthk", probs_bhts, v_bthk)
+        return self.out(ctx_bthk.reshape(b, t, d))
+
+
+class TransformerLayer(nnx.Module):
+    """Post-norm transformer layer (as in SASRec/BERT4Rec reference implementations)."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        inner: int,
+        *,
+        dropout: float,
+        attn_dropout: float,
+        eps: float,
+        std: float,
+        rngs: nnx.Rngs,
+    ):
+        self.attn = SelfAttention(dim, heads, attn_dropout=attn_dropout, std=std, rngs=rngs)
+        self.norm1 = nnx.LayerNorm(dim, epsilon=eps, rngs=rngs)
+        self.ff_in = _dense(dim, inner, ("embed", "mlp"), std, rngs)
+        self.ff_out = _dense(inner, dim, ("mlp", "embed"), std, rngs)
+        self.norm2 = nnx.LayerNorm(dim, epsilon=eps, rngs=rngs)
+        self.rate = dropout
+
+    def __call__(self, x_btd, allowed_btt, rngs):
+        y = dropout(self.attn(x_btd, allowed_btt, rngs), self.rate, rngs)
+        x_btd = self.norm1(x_btd + y)
+        y = self.ff_out(jax.nn.gelu(self.ff_in(x_btd), approximate=False))
+        return self.norm2(x_btd + dropout(y, self.rate, rngs))

@@ -1,0 +1,34 @@
+"""Item towers: item ids (and later content) -> the item table ``[V, D]``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+from flax import nnx
+
+from rectk import registry
+from rectk.recipe import registered
+
+
+class IdTower(nnx.Module):
+    """A learned embedding per item id; row 0 (padding) is kept at zero by masking."""
+
+    def __init__(self, vocab_size: int, dim: int, *, init_std: float, rngs: nnx.Rngs):
+        init = nnx.with_partitioning(nnx.initializers.normal(init_std), ("vocab", "embed"))
+        self.embedding = nnx.Param(init(rngs.params(), (vocab_size, dim)))
+
+    def __call__(self) -> jax.Array:
+        return self.embedding[...].at[0].set(0.0)
+
+
+@registered(registry.item_towers, "id")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class IdTowerConfig:
+    """Item-id embeddings. ``init_std``: standard deviation of the normal initialiser."""
+
+    init_std: float = 0.02
+
+    def build(self, *, vocab_size: int, dim: int, catalogue, rngs: nnx.Rngs) -> IdTower:
+        del catalogue
+        return IdTower(vocab_size, dim, init_std=self.init_std, rngs=rngs)

@@ -1,0 +1,147 @@
+"""The ``rectk`` command line. Errors in the user's input are one paragraph, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rectk", description="Recommender toolkit on JAX.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    for name, help_ in (
+        ("run", "train, evaluate on the test split, and show recommendations"),
+        ("train", "train and evaluate, without showing recommendations"),
+    ):
+        r = sub.add_parser(name, help=help_)
+        r.add_argument("recipe", help="recipe TOML file")
+        r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a recipe key, e.g. --set train.steps=100 (repeatable)")
+        r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    e = sub.add_parser("evaluate", help="print a finished run's validation and test metrics")
+    e.add_argument("--run", required=True, help="run directory, e.g. runs/quickstart")
+    e.add_argument("--json", action="store_true")
+
+    rec = sub.add_parser("recommend", help="top-k items for a learner of a finished run")
+    rec.add_argument("--run", required=True, help="run directory, e.g. runs/quickstart")
+    who = rec.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="a learner id of the run's data")
+    who.add_argument("--history", help="comma-separated item ids of a (new) learner")
+    rec.add_argument("--k", type=int, default=10)
+    rec.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    pl = sub.add_parser("plugins", help="list registered plugins and those that failed to import")
+    pl.add_argument("--json", action="store_true")
+    return p
+
+
+def _cmd_run(args, show_recs: bool) -> None:
+    from rectk import recipe as recipe_lib
+    from rectk.run import format_metrics, load_run, recommend, run_dir_of
+
+    recipe = recipe_lib.load(args.recipe, args.set)
+    cfg = recipe.config
+    print(f"recipe {args.recipe} (hash {recipe.hash})")
+    summary = cfg.task.run(recipe, progress=not args.no_progress)
+    sec = summary["seconds"]
+    print(
+        f"\ntrained {summary['last_step']} steps ({summary['stopped']}); best validation "
+        f"{cfg.train.monitor} at step {summary['best_step']}; {sec['total']:.1f} s in all"
+    )
+    print(f"\ntest metrics ({summary['test_targets']} learners, full ranking over all items, "
+          f"seen items {'masked' if cfg.eval.mask_seen else 'not masked'}):")
+    print(format_metrics(summary["test"], cfg.eval.ks))
+    if show_recs and cfg.recommend.show_users > 0:
+        loaded = load_run(run_dir_of(cfg).path)
+        print(f"\ntop-{cfg.recommend.k} recommendations:")
+        for user in loaded.vocab["user_ids"][: cfg.recommend.show_users]:
+            recs = recommend(loaded, user=user, k=cfg.recommend.k)
+            hist = loaded.history.row(loaded.vocab["user_ids"].index(user) + 1)
+            last = [loaded.vocab["item_ids"][i - 1] for i in hist[-3:]]
+            print(f"  learner {user} (last taken: {', '.join(last)}):")
+            for n, r in enumerate(recs, 1):
+                print(f"    {n:2d}. {r['item']:<20} {r['score']:8.3f}  {r['title'][:60]}")
+    print(f"\nrun directory: {run_dir_of(cfg).path}")
+
+
+def _cmd_evaluate(args) -> None:
+    from rectk.recipe import load
+    from rectk.run import format_metrics
+    from rectk.rundir import RunDir
+
+    rd = RunDir(args.run)
+    rd.record()
+    results = rd.read_json("results.json")
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    cfg = load(rd.path / "recipe.toml").config
+    print(format_metrics(results["test"], cfg.eval.ks))
+
+
+def _cmd_recommend(args) -> None:
+    from rectk.run import load_run, recommend
+
+    loaded = load_run(args.run)
+    history = None
+    if args.history is not None:
+        history = [h.strip() for h in args.history.split(",") if h.strip()]
+    recs = recommend(loaded, user=args.user, history=history, k=args.k)
+    if args.json:
+        print(json.dumps(recs, indent=2))
+        return
+    for n, r in enumerate(recs, 1):
+        print(f"{n:2d}. {r['item']:<20} {r['score']:8.3f}  {r['title']}")
+
+
+def _cmd_plugins(args) -> None:
+    from rectk import registry
+
+    listing = {kind: {n: reg.origin(n) for n in reg.names()} for kind, reg in registry.ALL.items()}
+    failed = registry.failed_plugins()
+    if args.json:
+        print(json.dumps({"registered": listing, "failed": failed}, indent=2))
+        return
+    for kind, entries in listing.items():
+        print(f"{kind}:")
+        for name, origin in entries.items():
+            print(f"  {name:<22} {origin}")
+        if not entries:
+            print("  (none)")
+    print("failed to import:")
+    for mod, err in failed.items():
+        print(f"  {mod}: {err}")
+    if not failed:
+        print("  (none)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from rectk.sharding import use_all_cpu_cores
+
+    use_all_cpu_cores()  # before JAX initialises: one XLA CPU device per core
+    from rectk.errors import RectkError
+
+    try:
+        if args.command in ("run", "train"):
+            _cmd_run(args, show_recs=args.command == "run")
+        elif args.command == "evaluate":
+            _cmd_evaluate(args)
+        elif args.command == "recommend":
+            _cmd_recommend(args)
+        elif args.command == "plugins":
+            _cmd_plugins(args)
+    except RectkError as err:
+        print(f"rectk: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rectk: interrupted; checkpoints already written are kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

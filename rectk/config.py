@@ -1,0 +1,117 @@
+"""The run schema: every recipe key, its type and default (``recipes/base.toml`` mirrors it)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from rectk import registry
+from rectk.recipe import plugin
+
+_frozen = dataclasses.dataclass(frozen=True, kw_only=True)
+
+
+@_frozen
+class SplitConfig:
+    """How interactions become train / valid / test.
+
+    ``leave_last_out``: per learner in time order, the last item is test, the second last valid
+    (learners with fewer than 3 interactions only train). ``temporal``: global time cut-offs at
+    the ``valid_fraction``/``test_fraction`` quantiles; each interaction after a cut-off is a
+    target, its history everything the learner did before it.
+    """
+
+    type: Literal["leave_last_out", "temporal"] = "leave_last_out"
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+
+
+@_frozen
+class ModelConfig:
+    dim: int = 64
+    max_len: int = 50
+    item_tower: Any = plugin(registry.item_towers, "id")
+    encoder: Any = plugin(registry.encoders, "sasrec")
+    head: Any = plugin(registry.heads, "dot")
+
+    def __post_init__(self):
+        if self.dim <= 0 or self.max_len <= 0:
+            raise ValueError("model.dim and model.max_len must be positive")
+
+
+@_frozen
+class TrainConfig:
+    batch_size: int = 256
+    epochs: int = 20
+    steps: int = 0  # > 0 overrides epochs
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    clip_norm: float = 1.0  # 0 = off
+    eval_every: int = 0  # steps between validations; 0 = once per epoch
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = at each validation
+    keep_checkpoints: int = 2
+    patience: int = 5  # validations without improvement before stopping; 0 = never stop
+    monitor: str = "ndcg@10"
+    log_every: int = 50
+    dtype: Literal["float32", "bfloat16"] = "float32"
+
+    def __post_init__(self):
+        if self.batch_size <= 0:
+            raise ValueError("train.batch_size must be positive")
+        if self.epochs <= 0 and self.steps <= 0:
+            raise ValueError("set train.epochs or train.steps to a positive number")
+
+
+@_frozen
+class EvalConfig:
+    ks: tuple[int, ...] = (5, 10, 20)
+    metrics: tuple[str, ...] = ("recall", "ndcg", "mrr")  # names in the metric registry
+    batch_size: int = 256
+    item_chunk: int = 8192
+    mask_seen: bool = True
+    baselines: tuple[str, ...] = ("popularity",)
+
+
+@_frozen
+class RecommendConfig:
+    k: int = 10
+    show_users: int = 3  # learners whose top-k ``rectk run`` prints
+
+
+@_frozen
+class MeshConfig:
+    """Device mesh: ``data`` x ``model`` (``-1`` = all remaining devices).
+
+    ``rules`` map logical axis names used inside modules to mesh axes ("" = replicated).
+    On CPU the command line creates one XLA device per core (``XLA_FLAGS`` set by hand wins).
+    """
+
+    data: int = -1
+    model: int = 1
+    rules: tuple[tuple[str, str], ...] = (
+        ("batch", "data"),
+        ("vocab", ""),
+        ("embed", ""),
+        ("heads", ""),
+        ("mlp", ""),
+        ("length", ""),
+    )
+
+
+@_frozen
+class RunConfig:
+    name: str = "run"
+    task: Any = plugin(registry.tasks, "next_item")
+    seed: int = 0
+    run_dir: str = "runs"
+    plugins: tuple[str, ...] = ()
+    data: Any = plugin(registry.datasets, "university_courses")
+    split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    loss: Any = plugin(registry.losses, "softmax_ce")
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    recommend: RecommendConfig = dataclasses.field(default_factory=RecommendConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)

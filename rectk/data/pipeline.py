@@ -1,0 +1,119 @@
+"""Input pipelines (grain): training windows and padded evaluation batches."""
+
+from __future__ import annotations
+
+import grain
+import numpy as np
+
+from rectk.data.split import EvalSet, Sequences
+
+
+def left_pad(seq: np.ndarray, length: int) -> np.ndarray:
+    """The last ``length`` items of ``seq``, left-padded with 0 (the most recent item last).
+
+    >>> left_pad(np.array([1, 2, 3]), 5).tolist()
+    [0, 0, 1, 2, 3]
+    """
+    out = np.zeros(length, np.int32)
+    seq = seq[-length:]
+    if len(seq):
+        out[length - len(seq) :] = seq
+    return out
+
+
+def training_windows(train: Sequences, max_len: int) -> np.ndarray:
+    """(user, end) pairs covering every (prefix -> next item) target exactly once.
+
+    A window ending at ``end`` trains targets at positions ``[max(1, end - L), end)``.
+    """
+    rows = []
+    for u in np.flatnonzero(train.lengths >= 2):
+        n = int(train.lengths[u])
+        ends = np.arange(n, 1, -max_len)
+        rows.append(np.stack([np.full(len(ends), u), ends], axis=1))
+    if not rows:
+        return np.zeros((0, 2), np.int64)
+    return np.concatenate(rows).astype(np.int64)
+
+
+class _MakeWindow(grain.transforms.Map):
+    def __init__(self, train: Sequences, max_len: int):
+        self.train, self.max_len = train, max_len
+
+    def map(self, pair):
+        u, end = int(pair[0]), int(pair[1])
+        seq = self.train.row(u)[:end]
+        return {
+            "user": np.int32(u),
+            "input": left_pad(seq[:-1], self.max_len),
+            "target": left_pad(seq[1:], self.max_len),
+        }
+
+
+def pad_batch(batch: dict, size: int) -> dict:
+    """Pads a short final batch with all-zero rows (zero targets carry no weight)."""
+    n = next(iter(batch.values())).shape[0]
+    if n == size:
+        return batch
+    return {k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}
+
+
+def train_dataset(
+    train: Sequences,
+    *,
+    max_len: int,
+    batch_size: int,
+    epochs: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> grain.MapDataset:
+    """Seeded, reshuffled-every-epoch batches of training windows for this process.
+
+    Each epoch is one pass over every training target; the last batch of an epoch is padded.
+    """
+    windows = training_windows(train, max_len)
+    ds = grain.MapDataset.source(windows)
+    ds = ds[process_index::process_count]
+    local = batch_size // process_count
+    return (
+        ds.shuffle(seed=seed)
+        .map(_MakeWindow(train, max_len))
+        .batch(local, drop_remainder=False)
+        .map(lambda b: pad_batch(b, local))
+        .repeat(epochs)
+    )
+
+
+def eval_batches(
+    examples: EvalSet, *, max_len: int, batch_size: int, seen_len: int
+) -> "list[dict[str, np.ndarray]]":
+    """Fixed-shape evaluation batches: inputs, targets, and seen items to mask.
+
+    ``valid`` marks real rows (the last batch is padded). ``seen`` holds up to ``seen_len`` of
+    each learner's most recent history items (0 = none).
+    """
+    out = []
+    n = len(examples)
+    for lo in range(0, n, batch_size):
+        hi = min(lo + batch_size, n)
+        inp = np.zeros((batch_size, max_len), np.int32)
+        seen = np.zeros((batch_size, seen_len), np.int32)
+        for r, i in enumerate(range(lo, hi)):
+            h = examples.hist.row(i)
+            inp[r] = left_pad(h, max_len)
+            seen[r] = left_pad(h, seen_len)
+        target = np.zeros(batch_size, np.int32)
+        target[: hi - lo] = examples.target[lo:hi]
+        user = np.zeros(batch_size, np.int32)
+        user[: hi - lo] = examples.user[lo:hi]
+        valid = np.zeros(batch_size, bool)
+        valid[: hi - lo] = True
+        out.append({"user": user, "input": inp, "target": target, "seen": seen, "valid": valid})
+    return out
+
+
+def seen_length(examples: EvalSet, multiple: int = 64) -> int:
+    """History length covering every example, rounded up (one compiled shape)."""
+    longest = int(examples.hist.lengths.max(initial=1))
+    return max(multiple, -(-longest // multiple) * multiple)

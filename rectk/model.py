@@ -1,0 +1,79 @@
+"""The recommender: an item tower, a sequence encoder and a scoring head, assembled from
+their plugin configs. It contains no particular model; the plugins do."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from rectk.config import ModelConfig
+from rectk.data.types import Catalogue
+
+
+class Recommender(nnx.Module):
+    """``history [B, L] -> user states [B, L, D]``; ``item_table() -> [V, D]``; scores via head.
+
+    Plugin contracts (see docs/writing-a-plugin.md):
+      item tower: ``tower() -> table_vd`` (row 0 is padding).
+      encoder: ``encoder(emb_bld, mask_bl, *, rngs) -> hidden_bld``, causal where training
+        uses every position; ``rngs`` is None in evaluation.
+      head: ``head(user_nd, items_vd) -> scores_nv``.
+    """
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        *,
+        vocab_size: int,
+        num_users: int,
+        catalogue: Catalogue | None,
+        rngs: nnx.Rngs,
+    ):
+        self.dim = cfg.dim
+        self.max_len = cfg.max_len
+        self.item_tower = cfg.item_tower.build(
+            vocab_size=vocab_size, dim=cfg.dim, catalogue=catalogue, rngs=rngs
+        )
+        self.encoder = cfg.encoder.build(
+            dim=cfg.dim, max_len=cfg.max_len, num_users=num_users, rngs=rngs
+        )
+        self.head = cfg.head.build(dim=cfg.dim, rngs=rngs)
+
+    def item_table(self) -> jax.Array:
+        return self.item_tower()
+
+    def encode(
+        self,
+        history_bl: jax.Array,
+        table_vd: jax.Array,
+        *,
+        users_b: jax.Array | None = None,
+        rngs: nnx.Rngs | None = None,
+    ) -> jax.Array:
+        """Hidden states at every position, ``[B, L, D]``."""
+        mask_bl = history_bl > 0
+        emb_bld = jnp.take(table_vd, history_bl, axis=0) * mask_bl[..., None]
+        return self.encoder(emb_bld, mask_bl, users_b=users_b, rngs=rngs)
+
+    def user_states(
+        self, history_bl: jax.Array, table_vd: jax.Array, users_b: jax.Array | None = None
+    ) -> jax.Array:
+        """The state after the most recent item (histories are left-padded), ``[B, D]``."""
+        return self.encode(history_bl, table_vd, users_b=users_b)[:, -1, :]
+
+
+def build_model(
+    cfg: ModelConfig,
+    *,
+    vocab_size: int,
+    num_users: int,
+    catalogue: Catalogue | None,
+    rngs: nnx.Rngs,
+) -> Recommender:
+    """Builds the model. Modules annotate parameters with *logical* axis names, which the
+    recipe's mesh rules map to mesh axes later, so Flax's eager sharding stays off here."""
+    with nnx.use_eager_sharding(False):
+        return Recommender(
+            cfg, vocab_size=vocab_size, num_users=num_users, catalogue=catalogue, rngs=rngs
+        )

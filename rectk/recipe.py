@@ -1,0 +1,330 @@
+"""Recipes: layered TOML files validated into frozen, typed config objects.
+
+A recipe may name a ``base`` recipe (a path relative to itself); tables merge key by key, and
+``--set a.b=c`` overrides come last. A plugin table (one whose schema field is a registry, like
+``[model.encoder]``) picks its plugin with ``type = "..."``; its other keys are that plugin's
+config fields. When a layer changes a plugin table's ``type``, that table is replaced, not merged.
+Recipes are closed: an unknown key, a wrong type or a missing field is one error that names the
+file the key came from and its key path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from rectk.errors import RecipeError
+from rectk.registry import Registry, load_module
+
+BASE_KEY = "base"
+
+
+def plugin(registry: Registry[Any], default: str, **defaults: Any) -> Any:
+    """A schema field holding a plugin config chosen by ``type`` from ``registry``."""
+    meta = {"registry": registry, "default_type": default, "default_fields": defaults}
+    return dataclasses.field(default=None, metadata=meta)
+
+
+def plugin_name(cfg: Any) -> str:
+    """The registered name of a plugin config instance."""
+    return type(cfg).plugin_name  # set by ``registered``
+
+
+def registered(registry: Registry[Any], name: str):
+    """Class decorator: registers a frozen config dataclass as plugin ``name``."""
+
+    def deco(cls):
+        cls.plugin_name = name
+        return registry.register(name)(cls)
+
+    return deco
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading and layering.
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}")
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise RecipeError(f"{path}: not valid TOML: {err}") from None
+
+
+def _merge(base: dict, over: dict, src: dict, over_src: str, prefix: str) -> dict:
+    """Merges ``over`` into a copy of ``base``; ``src`` records each key path's file."""
+    out = dict(base)
+    for key, val in over.items():
+        path = f"{prefix}{key}"
+        old = out.get(key)
+        replace = isinstance(val, dict) and isinstance(old, dict) and (
+            "type" in val and val.get("type") != old.get("type")
+        )
+        if isinstance(val, dict) and isinstance(old, dict) and not replace:
+            out[key] = _merge(old, val, src, over_src, path + ".")
+        else:
+            for k in list(src):
+                if k == path or k.startswith(path + "."):
+                    del src[k]
+            out[key] = val
+            _record(val, path, src, over_src)
+    return out
+
+
+def _record(val: Any, path: str, src: dict, file: str) -> None:
+    src[path] = file
+    if isinstance(val, dict):
+        for k, v in val.items():
+            _record(v, f"{path}.{k}", src, file)
+
+
+def _load_layers(path: Path, src: dict, seen: tuple[Path, ...] = ()) -> dict:
+    path = path.resolve()
+    if path in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path))
+        raise RecipeError(f"recipe bases form a cycle: {chain}")
+    data = _read_toml(path)
+    base = data.pop(BASE_KEY, None)
+    merged: dict = {}
+    if base is not None:
+        if not isinstance(base, str):
+            raise RecipeError(f"{path}: key 'base' must be a path string, got {base!r}")
+        merged = _load_layers(path.parent / base, src, (*seen, path))
+    return _merge(merged, data, src, str(path), "")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=VALUE`` -> (["a", "b"], value); VALUE is TOML, or a bare string."""
+    if "=" not in text:
+        raise RecipeError(f"--set {text!r}: expected KEY=VALUE, like train.steps=100")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise RecipeError(f"--set {text!r}: malformed key {key!r}")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.split("."), value
+
+
+def _apply_override(data: dict, keys: list[str], value: Any, src: dict) -> dict:
+    nested: Any = value
+    for k in reversed(keys):
+        nested = {k: nested}
+    return _merge(data, nested, src, "--set", "")
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation into typed dataclasses.
+# ----------------------------------------------------------------------------------------------
+
+
+class _Ctx:
+    def __init__(self, src: dict[str, str], default_file: str):
+        self.src = src
+        self.default_file = default_file
+
+    def where(self, path: str) -> str:
+        probe = path
+        while probe:
+            if probe in self.src:
+                return self.src[probe]
+            probe = probe.rpartition(".")[0]
+        return self.default_file
+
+    def error(self, path: str, msg: str) -> RecipeError:
+        return RecipeError(f"{self.where(path)}: key '{path}': {msg}")
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (tuple, list):
+        return "list"
+    if origin is dict:
+        return "table"
+    if dataclasses.is_dataclass(tp):
+        return "table"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(tp: Any, val: Any, path: str, ctx: _Ctx) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return val
+    if origin is Literal:
+        if val not in args:
+            raise ctx.error(path, f"expected {_type_name(tp)}, got {val!r}")
+        return val
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arm in args:
+            if arm is type(None):
+                continue
+            try:
+                return _convert(arm, val, path, ctx)
+            except RecipeError as err:
+                errors.append(str(err))
+        raise ctx.error(path, f"expected {' or '.join(_type_name(a) for a in args)}, got {val!r}")
+    if tp is bool:
+        if not isinstance(val, bool):
+            raise ctx.error(path, f"expected true or false, got {val!r}")
+        return val
+    if tp is int:
+        if isinstance(val, bool) or not isinstance(val, int):
+            raise ctx.error(path, f"expected an integer, got {val!r}")
+        return val
+    if tp is float:
+        if isinstance(val, bool) or not isinstance(val, int | float):
+            raise ctx.error(path, f"expected a number, got {val!r}")
+        return float(val)
+    if tp is str:
+        if not isinstance(val, str):
+            raise ctx.error(path, f"expected a string, got {val!r}")
+        return val
+    if origin in (tuple, list):
+        if not isinstance(val, list | tuple):
+            raise ctx.error(path, f"expected a list, got {val!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{path}[{i}]", ctx) for i, v in enumerate(val))
+        if args and len(args) != len(val):
+            raise ctx.error(path, f"expected a list of {len(args)} items, got {val!r}")
+        return tuple(_convert(a, v, f"{path}[{i}]", ctx) for i, (a, v) in enumerate(zip(args, val)))
+    if origin is dict:
+        if not isinstance(val, dict):
+            raise ctx.error(path, f"expected a table, got {val!r}")
+        kt, vt = args
+        return {
+            _convert(kt, k, f"{path}.{k}", ctx): _convert(vt, v, f"{path}.{k}", ctx)
+            for k, v in val.items()
+        }
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(val, dict):
+            raise ctx.error(path, f"expected a table, got {val!r}")
+        return _build(tp, val, path, ctx)
+    raise ctx.error(path, f"unsupported schema type {tp!r}")  # a bug in a schema, not input
+
+
+def _build(cls: Any, data: dict, prefix: str, ctx: _Ctx) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    join = (lambda k: f"{prefix}.{k}") if prefix else (lambda k: k)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = unknown[0]
+        import difflib
+
+        close = difflib.get_close_matches(key, list(fields), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ctx.error(
+            join(key), f"unknown key{hint} (known: {', '.join(sorted(fields))})"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        path = join(name)
+        reg = f.metadata.get("registry")
+        if reg is not None:
+            kwargs[name] = _build_plugin(f, data.get(name), path, ctx)
+            continue
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], path, ctx)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if dataclasses.is_dataclass(hints[name]):
+                kwargs[name] = _build(hints[name], {}, path, ctx)
+            else:
+                raise ctx.error(path, f"missing required key (expected {_type_name(hints[name])})")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as err:  # __post_init__ checks
+        raise ctx.error(prefix or "(top level)", str(err)) from None
+
+
+def _build_plugin(f: dataclasses.Field, val: Any, path: str, ctx: _Ctx) -> Any:
+    from rectk.errors import PluginError
+
+    reg: Registry[Any] = f.metadata["registry"]
+    if val is None:
+        val = {"type": f.metadata["default_type"], **f.metadata["default_fields"]}
+    if not isinstance(val, dict):
+        raise ctx.error(path, f"expected a table with a 'type' key, got {val!r}")
+    val = dict(val)
+    name = val.pop("type", None)
+    if not isinstance(name, str):
+        raise ctx.error(f"{path}.type", f"expected the name of a {reg.kind} plugin")
+    try:
+        cls = reg.get(name)
+    except PluginError as err:
+        raise ctx.error(f"{path}.type", str(err)) from None
+    return _build(cls, val, path, ctx)
+
+
+def to_dict(cfg: Any) -> Any:
+    """A config object as plain TOML-able data (plugin tables carry their ``type``)."""
+    if dataclasses.is_dataclass(cfg):
+        out: dict[str, Any] = {}
+        if hasattr(type(cfg), "plugin_name"):
+            out["type"] = type(cfg).plugin_name
+        for f in dataclasses.fields(cfg):
+            out[f.name] = to_dict(getattr(cfg, f.name))
+        return out
+    if isinstance(cfg, tuple | list):
+        return [to_dict(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) for k, v in cfg.items()}
+    return cfg
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A validated recipe: the typed config, its resolved form and hash, and its origin."""
+
+    config: Any
+    resolved: dict[str, Any]
+    hash: str
+    path: str
+
+
+def recipe_hash(resolved: dict[str, Any]) -> str:
+    canon = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def load(path: str | Path, overrides: typing.Sequence[str] = (), schema: Any = None) -> Recipe:
+    """Loads, layers, overrides and validates a recipe file."""
+    if schema is None:
+        from rectk.config import RunConfig as schema
+    path = Path(path)
+    src: dict[str, str] = {}
+    data = _load_layers(path, src)
+    for text in overrides:
+        keys, value = parse_override(text)
+        data = _apply_override(data, keys, value, src)
+    ctx = _Ctx(src, str(path.resolve()))
+    modules = data.get("plugins", [])
+    if isinstance(modules, list):
+        for mod in modules:
+            if isinstance(mod, str) and not load_module(mod):
+                from rectk.registry import failed_plugins
+
+                raise ctx.error("plugins", f"could not import {mod!r}: {failed_plugins()[mod]}")
+    config = _build(schema, data, "", ctx)
+    resolved = to_dict(config)
+    return Recipe(config=config, resolved=resolved, hash=recipe_hash(resolved), path=str(path))
+
+
+def from_dict(cls: Any, data: dict, where: str = "<dict>") -> Any:
+    """Validates ``data`` into ``cls`` (used for plugin configs built in code and in tests)."""
+    return _build(cls, data, "", _Ctx({}, where))

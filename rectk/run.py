@@ -1,0 +1,234 @@
+"""What the command line runs: ``train`` -> ``evaluate`` -> ``recommend`` on one run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from rectk import recipe as recipe_lib
+from rectk import sharding as shd
+from rectk import steps
+from rectk.checkpoint import Checkpoints
+from rectk.config import RunConfig
+from rectk.data.pipeline import left_pad
+from rectk.data.split import Split, split
+from rectk.data.types import Dataset
+from rectk.errors import DataError, RectkError
+from rectk.evaluate import Evaluator, item_chunk
+from rectk.logging import MetricsLog
+from rectk.model import build_model
+from rectk.rundir import RunDir
+from rectk.trainer import fit, popularity_rank_fn, rank_fn, setup
+
+
+def run_dir_of(cfg: RunConfig) -> RunDir:
+    return RunDir(Path(cfg.run_dir) / cfg.name)
+
+
+def prepare(cfg: RunConfig) -> tuple[Dataset, Split]:
+    data = cfg.data.load()
+    sp = split(data.interactions, cfg.split.type, cfg.split.valid_fraction, cfg.split.test_fraction)
+    return data, sp
+
+
+def train_and_evaluate(recipe: recipe_lib.Recipe, *, progress: bool = True, echo=print) -> dict:
+    """Trains (resuming if the run exists), evaluates on the test split, writes results."""
+    cfg: RunConfig = recipe.config
+    t0 = time.perf_counter()
+    data, sp = prepare(cfg)
+    rd = run_dir_of(cfg)
+    rd.start(recipe, data)
+    rd.save_history(sp.history)
+    inter = data.interactions
+    echo(
+        f"data {data.name}: {inter.num_users} users, {inter.num_items} items, {len(inter)} "
+        f"interactions (version {inter.fingerprint()}); {len(sp.valid)} valid / "
+        f"{len(sp.test)} test targets"
+    )
+    mesh = shd.make_mesh(cfg.mesh.data, cfg.mesh.model)
+    s = setup(cfg, data, sp, mesh)
+    echo(
+        f"model: {sum(x.size for x in jax.tree.leaves(s.state['params'])):,} parameters; "
+        f"{s.total_steps} steps ({s.steps_per_epoch} per epoch) on {mesh.shape['data']} "
+        f"data-parallel device(s); run directory {rd.path}"
+    )
+    ckpt = Checkpoints(rd.checkpoints, keep=cfg.train.keep_checkpoints, monitor=cfg.train.monitor)
+    log = MetricsLog(rd.path)
+    try:
+        result = fit(s, sp, ckpt, log, progress=progress)
+        train_s = time.perf_counter() - t0
+        test = Evaluator(
+            sp.test,
+            max_len=cfg.model.max_len,
+            batch_size=cfg.eval.batch_size,
+            mask_seen=cfg.eval.mask_seen,
+            ks=cfg.eval.ks,
+            metrics=cfg.eval.metrics,
+            sharding=s.batch_sharding,
+            multiple=mesh.shape["data"],
+        )
+        ranks = rank_fn(s)
+        t1 = time.perf_counter()
+        scores = {"model": test.metrics(lambda b: ranks(result.params, b))}
+        eval_s = time.perf_counter() - t1
+        train_items = sp.train.items
+        for name in cfg.eval.baselines:
+            if name != "popularity":
+                raise RectkError(f"eval.baselines: unknown baseline {name!r} (known: popularity)")
+            scores[name] = test.metrics(popularity_rank_fn(s, train_items))
+        log.write(result.last_step, {f"test/{k}": v for k, v in scores["model"].items()})
+    finally:
+        log.close()
+        ckpt.close()
+    summary = {
+        "recipe_hash": recipe.hash,
+        "data_fingerprint": inter.fingerprint(),
+        "best_step": result.best_step,
+        "last_step": result.last_step,
+        "stopped": result.stopped,
+        "valid": result.valid,
+        "test": scores,
+        "test_targets": len(sp.test),
+        "seconds": {
+            "total": round(time.perf_counter() - t0, 2),
+            "train": round(train_s, 2),
+            "test_eval": round(eval_s, 4),
+            "epoch_median": float(np.median(result.epoch_seconds)) if result.epoch_seconds else None,
+        },
+    }
+    rd.write_json("results.json", summary)
+    return summary
+
+
+def format_metrics(scores: dict[str, dict[str, float]], ks) -> str:
+    """A table: one row per scorer, each metric at each k."""
+    cols = list(next(iter(scores.values())))
+    width = max(len(n) for n in scores) + 2
+    lines = ["".ljust(width) + "".join(c.rjust(11) for c in cols)]
+    for name, vals in scores.items():
+        lines.append(name.ljust(width) + "".join(f"{vals[c]:11.4f}" for c in cols))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recommending from a finished run directory (no original data needed).
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Loaded:
+    cfg: RunConfig
+    params: Any
+    bound: steps.Bound
+    vocab: dict
+    item_index: dict[str, int]
+    titles: tuple[str, ...] | None
+    history: Any
+    num_items: int
+    chunk: int
+    _top_k: dict = dataclasses.field(default_factory=dict)
+
+    def top_k_fn(self, k: int):
+        """The jitted top-k scorer for ``k`` (compiled once per k and history length)."""
+        if k not in self._top_k:
+            self._top_k[k] = jax.jit(
+                functools.partial(steps.model_top_k, self.bound, self.num_items, self.chunk, k)
+            )
+        return self._top_k[k]
+
+
+def load_run(path: str | Path) -> Loaded:
+    rd = RunDir(path)
+    rd.record()
+    recipe = recipe_lib.load(rd.path / "recipe.toml")
+    cfg: RunConfig = recipe.config
+    vocab, catalogue = rd.load_vocab()
+    num_items = len(vocab["item_ids"])
+    model = build_model(
+        cfg.model,
+        vocab_size=num_items + 1,
+        num_users=len(vocab["user_ids"]) + 1,
+        catalogue=catalogue,
+        rngs=nnx.Rngs(params=jax.random.key(cfg.seed)),
+    )
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = steps.make_optimizer(cfg.train, max(cfg.train.steps, 2))
+    abstract = jax.eval_shape(
+        lambda p: {"params": p, "opt": tx.init(p), "step": jnp.zeros((), jnp.int32)}, params
+    )
+    ckpt = Checkpoints(rd.checkpoints, keep=cfg.train.keep_checkpoints, monitor=cfg.train.monitor)
+    try:
+        latest = ckpt.latest_step()
+        if latest is None:
+            raise RectkError(f"{rd.path} has no checkpoint yet: train it first (rectk run)")
+        best = int(ckpt.restore_meta(latest).get("best_step", -1))
+        state, _ = ckpt.restore(best if best >= 0 else latest, abstract)
+    finally:
+        ckpt.close()
+    bound = steps.Bound(graphdef=graphdef, rest=rest, loss=cfg.loss, tx=tx)
+    return Loaded(
+        cfg=cfg,
+        params=state["params"],
+        bound=bound,
+        vocab=vocab,
+        item_index={r: i + 1 for i, r in enumerate(vocab["item_ids"])},
+        titles=catalogue.titles if catalogue else None,
+        history=rd.load_history(),
+        num_items=num_items,
+        chunk=item_chunk(cfg.eval.item_chunk, num_items),
+    )
+
+
+
+def recommend(
+    run: Loaded, *, user: str | None = None, history: list[str] | None = None, k: int = 10
+) -> list[dict]:
+    """Top-``k`` unseen items for a known learner or for a raw history of item ids."""
+    if (user is None) == (history is None):
+        raise RectkError("give exactly one of --user or --history")
+    if user is not None:
+        try:
+            u = run.vocab["user_ids"].index(user) + 1
+        except ValueError:
+            raise RectkError(
+                f"unknown learner {user!r}: not in this run's data "
+                f"(use --history c1,c2,... for a new learner)"
+            ) from None
+        items = run.history.row(u)
+    else:
+        unknown = [h for h in history or [] if h not in run.item_index]
+        if unknown:
+            raise RectkError(f"--history: unknown item id(s) {', '.join(unknown)}")
+        items = np.asarray([run.item_index[h] for h in history or []], np.int32)
+    if len(items) == 0:
+        who = f"learner {user!r}" if user is not None else "--history"
+        raise DataError(f"{who} has no interactions: rectk needs at least one item to recommend from")
+    if not 1 <= k <= run.num_items:
+        raise RectkError(f"--k must lie in 1..{run.num_items}, got {k}")
+    seen_len = -(-len(items) // 64) * 64
+    batch = {
+        "user": np.asarray([0], np.int32),
+        "input": left_pad(items, run.cfg.model.max_len)[None],
+        "seen": left_pad(items, seen_len)[None],
+    }
+    scores, ids = run.top_k_fn(k)(run.params, batch)
+    out = []
+    for s, i in zip(np.asarray(scores[0]), np.asarray(ids[0])):
+        if not np.isfinite(s):
+            break
+        out.append(
+            {
+                "item": run.vocab["item_ids"][int(i) - 1],
+                "title": run.titles[int(i) - 1] if run.titles else "",
+                "score": float(s),
+            }
+        )
+    return out

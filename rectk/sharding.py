@@ -1,0 +1,87 @@
+"""Device mesh and shardings: logical axis names (inside modules) -> mesh axes (from recipes)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from rectk.errors import RectkError
+
+_HOST_FLAG = "--xla_force_host_platform_device_count"
+
+
+def use_all_cpu_cores(count: int = 0) -> None:
+    """On CPU one XLA device uses one core: ask XLA for one host device per core.
+
+    Must run before JAX initialises its backends; a count already in ``XLA_FLAGS`` wins.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if _HOST_FLAG in flags:
+        return
+    n = count or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    os.environ["XLA_FLAGS"] = f"{flags} {_HOST_FLAG}={max(1, int(n or 1))}".strip()
+
+
+def make_mesh(data: int = -1, model: int = 1, devices: Sequence | None = None):
+    """A ``data`` x ``model`` mesh with Auto axes (Explicit axes break ``nnx.Embed`` gathers)."""
+    import jax
+    from jax.sharding import AxisType
+
+    devices = list(devices if devices is not None else jax.devices())
+    n = len(devices)
+    if model < 1 or n % model:
+        raise RectkError(f"mesh.model = {model} must divide the {n} available devices")
+    if data == -1:
+        data = n // model
+    if data * model > n or data < 1:
+        raise RectkError(f"mesh {data} x {model} needs {data * model} devices, {n} available")
+    return jax.make_mesh(
+        (data, model),
+        ("data", "model"),
+        axis_types=(AxisType.Auto, AxisType.Auto),
+        devices=devices[: data * model],
+    )
+
+
+def to_mesh_spec(logical, rules: dict[str, str]):
+    """A PartitionSpec of logical names mapped to mesh axes (unknown names replicate)."""
+    from jax.sharding import PartitionSpec as P
+
+    out = []
+    for name in logical:
+        if name is None:
+            out.append(None)
+        elif isinstance(name, tuple):
+            axes = tuple(a for a in (rules.get(n, "") for n in name) if a)
+            out.append(axes or None)
+        else:
+            out.append(rules.get(name, "") or None)
+    return P(*out)
+
+
+def state_shardings(abstract_state, mesh, rules: Sequence[tuple[str, str]]):
+    """NamedShardings for an (abstract) nnx.State from its logical partition specs."""
+    import jax
+    from flax import nnx
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    table = dict(rules)
+    specs = nnx.get_partition_spec(abstract_state)
+    return jax.tree.map(
+        lambda s: NamedSharding(mesh, to_mesh_spec(s, table) if isinstance(s, PartitionSpec) else PartitionSpec()),
+        specs,
+        is_leaf=lambda x: isinstance(x, PartitionSpec) or x is None,
+    )
+
+
+def batch_sharding(mesh):
+    """Leading (batch) dimension split over the ``data`` axis."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    return NamedSharding(mesh, PartitionSpec("data"))
+
+
+def replicated(mesh):
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    return NamedSharding(mesh, PartitionSpec())

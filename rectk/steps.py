@@ -1,0 +1,156 @@
+"""Pure, jitted steps: ``train_step(state, batch, key)`` and the evaluation scorers.
+
+The model and recipe are bound with ``functools.partial`` (never traced); the state is a plain
+pytree ``{"params", "opt", "step"}`` so it shards, donates and checkpoints as one tree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from rectk import ranking
+from rectk.config import TrainConfig
+
+
+def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    """AdamW with warm-up then cosine/linear decay (or constant); weight decay on matrices only."""
+    warm = min(cfg.warmup_steps, max(total_steps - 1, 0))
+    if cfg.schedule == "constant":
+        sched = optax.join_schedules(
+            [optax.linear_schedule(0.0, cfg.lr, max(warm, 1)), optax.constant_schedule(cfg.lr)],
+            [warm],
+        ) if warm else optax.constant_schedule(cfg.lr)
+    elif cfg.schedule == "linear":
+        sched = optax.join_schedules(
+            [
+                optax.linear_schedule(0.0, cfg.lr, max(warm, 1)),
+                optax.linear_schedule(cfg.lr, 0.0, max(total_steps - warm, 1)),
+            ],
+            [warm],
+        )
+    else:
+        sched = optax.warmup_cosine_decay_schedule(
+            0.0, cfg.lr, max(warm, 1), max(total_steps, warm + 1), end_value=0.0
+        )
+    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
+    tx = optax.adamw(sched, weight_decay=cfg.weight_decay, mask=decay_mask)
+    if cfg.clip_norm > 0:
+        tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
+    return tx
+
+
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """What the steps close over: the model's graph, its non-trainable state, loss, optimizer."""
+
+    graphdef: Any
+    rest: Any
+    loss: Any
+    tx: optax.GradientTransformation
+    compute_dtype: Any = jnp.float32
+
+    def model(self, params):
+        return nnx.merge(self.graphdef, params, self.rest)
+
+
+def _cast(tree, dtype):
+    return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):
+    """One optimiser step on every (position -> next item) target of the batch."""
+    key = jax.random.fold_in(root_key, state["step"])
+    dropout_key, loss_key = jax.random.split(key)
+
+    def loss_fn(params):
+        model = bound.model(_cast(params, bound.compute_dtype))
+        table_vd = model.item_table()
+        h_bld = model.encode(
+            batch["input"], table_vd, users_b=batch["user"], rngs=nnx.Rngs(dropout=dropout_key)
+        )
+        target_n = batch["target"].reshape(-1)
+        return bound.loss(
+            head=model.head,
+            user_nd=h_bld.reshape(-1, h_bld.shape[-1]),
+            table_vd=table_vd,
+            target_n=target_n,
+            weight_n=(target_n > 0).astype(jnp.float32),
+            key=loss_key,
+        ).astype(jnp.float32)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state["params"])
+    updates, opt = bound.tx.update(grads, state["opt"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    new_state = {"params": params, "opt": opt, "step": state["step"] + 1}
+    return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+
+
+def jit_train_step(bound: Bound, state_shardings, batch_sharding, replicated):
+    """``train_step`` jitted once with explicit shardings, the state donated."""
+    return jax.jit(
+        functools.partial(train_step, bound),
+        in_shardings=(state_shardings, batch_sharding, replicated),
+        out_shardings=(state_shardings, replicated),
+        donate_argnums=(0,),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Scorers for evaluation and recommendation.
+# ---------------------------------------------------------------------------------------------
+
+
+def _model_scorer(bound: Bound, params, batch):
+    model = bound.model(params)
+    table_vd = model.item_table()
+    user_bd = model.user_states(batch["input"], table_vd, batch["user"])
+    v = table_vd.shape[0]
+
+    def score_chunk(u_bd, ids_c):
+        return model.head(u_bd, jnp.take(table_vd, jnp.minimum(ids_c, v - 1), axis=0))
+
+    def score_targets(u_bd, target_b):
+        items_bd = jnp.take(table_vd, target_b, axis=0)
+        return jnp.diagonal(model.head(u_bd, items_bd))
+
+    return user_bd, score_chunk, score_targets
+
+
+def model_ranks(bound: Bound, num_items: int, chunk: int, params, batch):
+    user_bd, score_chunk, score_targets = _model_scorer(bound, params, batch)
+    t_b = score_targets(user_bd, batch["target"])
+    return ranking.target_ranks(
+        user_bd, score_chunk, batch["target"], t_b, batch["seen"], num_items=num_items, chunk=chunk
+    )
+
+
+def model_top_k(bound: Bound, num_items: int, chunk: int, k: int, params, batch):
+    user_bd, score_chunk, _ = _model_scorer(bound, params, batch)
+    return ranking.top_k(user_bd, score_chunk, batch["seen"], k=k, num_items=num_items, chunk=chunk)
+
+
+def popularity_scores(train_items: np.ndarray, vocab_size: int) -> np.ndarray:
+    """log(1 + training count) per item; the non-neural baseline of every evaluation."""
+    counts = np.bincount(train_items, minlength=vocab_size)[:vocab_size].astype(np.float32)
+    return np.log1p(counts)
+
+
+def popularity_ranks(num_items: int, chunk: int, pop_v, batch):
+    v = pop_v.shape[0]
+    b = batch["target"].shape[0]
+
+    def score_chunk(_, ids_c):
+        return jnp.broadcast_to(jnp.take(pop_v, jnp.minimum(ids_c, v - 1)), (b, ids_c.shape[0]))
+
+    t_b = jnp.take(pop_v, batch["target"])
+    return ranking.target_ranks(
+        None, score_chunk, batch["target"], t_b, batch["seen"], num_items=num_items, chunk=chunk
+    )

@@ -1,0 +1,265 @@
+"""The training loop, top to bottom: set up, (resume), train, validate, checkpoint, stop.
+
+Each step's randomness is ``fold_in(key, step)``, the data iterator's position is saved with
+every checkpoint, and metrics logged after the restored step are dropped on resume: a run killed
+at any point and restarted with the same command ends exactly where an uninterrupted run ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding
+
+from rectk import sharding as shd
+from rectk import steps
+from rectk.checkpoint import Checkpoints, abstract_like
+from rectk.config import RunConfig
+from rectk.data.pipeline import train_dataset, training_windows
+from rectk.data.split import Split
+from rectk.data.types import Dataset
+from rectk.errors import RectkError, TrainingError
+from rectk.evaluate import Evaluator, item_chunk
+from rectk.logging import MetricsLog
+from rectk.model import build_model
+
+
+@dataclasses.dataclass
+class Setup:
+    """Everything the steps and the loop share, built once."""
+
+    cfg: RunConfig
+    mesh: Any
+    bound: steps.Bound
+    state: dict
+    state_shardings: Any
+    batch_sharding: Any
+    replicated: Any
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int
+    num_items: int
+    chunk: int
+
+
+def setup(cfg: RunConfig, data: Dataset, split: Split, mesh) -> Setup:
+    """Model, optimiser and sharded state: shape first, then shard, then create."""
+    inter = data.interactions
+    n_data = mesh.shape["data"]
+    if cfg.train.batch_size % (n_data * jax.process_count()):
+        raise RectkError(
+            f"train.batch_size = {cfg.train.batch_size} must be divisible by the {n_data} "
+            f"data-parallel devices (mesh.data); choose a multiple of {n_data}"
+        )
+    windows = len(training_windows(split.train, cfg.model.max_len))
+    steps_per_epoch = max(1, math.ceil(windows / cfg.train.batch_size))
+    total = cfg.train.steps or cfg.train.epochs * steps_per_epoch
+    epochs = math.ceil(total / steps_per_epoch)
+
+    def make():
+        return build_model(
+            cfg.model,
+            vocab_size=inter.vocab_size,
+            num_users=inter.num_users + 1,
+            catalogue=data.catalogue,
+            rngs=nnx.Rngs(params=jax.random.key(cfg.seed)),
+        )
+
+    graphdef, abs_params, abs_rest = nnx.split(nnx.eval_shape(make), nnx.Param, ...)
+    param_sh = shd.state_shardings(abs_params, mesh, cfg.mesh.rules)
+    rest_sh = shd.state_shardings(abs_rest, mesh, cfg.mesh.rules)
+
+    def init():
+        _, params, rest = nnx.split(make(), nnx.Param, ...)
+        return params, rest
+
+    params, rest = jax.jit(init, out_shardings=(param_sh, rest_sh))()
+    tx = steps.make_optimizer(cfg.train, total)
+    opt = jax.jit(tx.init)(params)
+    state = {"params": params, "opt": opt, "step": jnp.zeros((), jnp.int32)}
+    # Optimiser moments follow their parameters; scalars (counts, step) are replicated.
+    repl = shd.replicated(mesh)
+    state_sh = jax.tree.map(
+        lambda x: x.sharding if isinstance(x.sharding, NamedSharding) else repl, state
+    )
+    state = jax.device_put(state, state_sh)
+    dtype = jnp.bfloat16 if cfg.train.dtype == "bfloat16" else jnp.float32
+    bound = steps.Bound(graphdef=graphdef, rest=rest, loss=cfg.loss, tx=tx, compute_dtype=dtype)
+    return Setup(
+        cfg=cfg,
+        mesh=mesh,
+        bound=bound,
+        state=state,
+        state_shardings=state_sh,
+        batch_sharding=shd.batch_sharding(mesh),
+        replicated=shd.replicated(mesh),
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total,
+        epochs=epochs,
+        num_items=inter.num_items,
+        chunk=item_chunk(cfg.eval.item_chunk, inter.num_items),
+    )
+
+
+def rank_fn(s: Setup):
+    """Jitted ``(params, batch) -> ranks`` of the model."""
+    import functools
+
+    f = jax.jit(
+        functools.partial(steps.model_ranks, s.bound, s.num_items, s.chunk),
+        in_shardings=(s.state_shardings["params"], s.batch_sharding),
+    )
+    return f
+
+
+@dataclasses.dataclass
+class TrainResult:
+    params: Any
+    best_step: int
+    best_value: float
+    last_step: int
+    stopped: str  # "steps", "early_stopping"
+    epoch_seconds: list[float]
+    valid: dict[str, float]
+
+
+def fit(s: Setup, split: Split, ckpt: Checkpoints, log: MetricsLog, *, progress=True) -> TrainResult:
+    """Trains to ``total_steps`` or early stopping; resumes from the latest checkpoint."""
+    cfg = s.cfg
+    tc = cfg.train
+    ds = train_dataset(
+        split.train,
+        max_len=cfg.model.max_len,
+        batch_size=tc.batch_size,
+        epochs=s.epochs,
+        seed=cfg.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    it = iter(ds.to_iter_dataset())
+    valid = Evaluator(
+        split.valid,
+        max_len=cfg.model.max_len,
+        batch_size=cfg.eval.batch_size,
+        mask_seen=cfg.eval.mask_seen,
+        ks=cfg.eval.ks,
+        metrics=cfg.eval.metrics,
+        sharding=s.batch_sharding,
+        multiple=s.mesh.shape["data"],
+    )
+    ranks = rank_fn(s)
+    step_fn = steps.jit_train_step(s.bound, s.state_shardings, s.batch_sharding, s.replicated)
+    root_key = jax.random.key(cfg.seed + 1)
+
+    # ---- Resume -----------------------------------------------------------------------------
+    state = s.state
+    meta: dict[str, Any] = {"best_value": -math.inf, "best_step": -1, "bad_evals": 0,
+                            "epoch_seconds": [], "valid": {}}
+    start = 0
+    latest = ckpt.latest_step()
+    if latest is not None:
+        state, meta = ckpt.restore(latest, abstract_like(state))
+        it.set_state(meta["data_iter"])
+        start = int(meta["step"])
+        log.truncate_after(start)
+        print(f"resuming from the checkpoint at step {start}")
+    if meta.get("stopped"):
+        return _result(ckpt, state, meta, start)
+
+    # ---- Train ------------------------------------------------------------------------------
+    eval_every = tc.eval_every or s.steps_per_epoch
+    bar = _progress(progress, s.total_steps, start)
+    epoch_start, epoch_train_s = time.perf_counter(), 0.0
+    stopped = "steps"
+    step = start
+    for step in range(start + 1, s.total_steps + 1):
+        batch = next(it)
+        t0 = time.perf_counter()
+        batch = {k: jax.make_array_from_process_local_data(s.batch_sharding, v, (tc.batch_size, *v.shape[1:]))
+                 for k, v in batch.items()}
+        state, m = step_fn(state, batch, root_key)
+        loss = float(m["loss"])
+        epoch_train_s += time.perf_counter() - t0
+        if not math.isfinite(loss):
+            bar.close()
+            kept = ckpt.latest_step()
+            raise TrainingError(
+                f"the training loss became {loss} at step {step}; training stopped. "
+                + (f"The last good checkpoint (step {kept}) is kept in {log.run_dir}/checkpoints."
+                   if kept is not None else "No checkpoint had been written yet.")
+                + " Lower train.lr, set train.clip_norm, or check the data for extreme values."
+            )
+        if step % tc.log_every == 0 or step == s.total_steps:
+            log.write(step, {"train/loss": loss, "train/grad_norm": float(m["grad_norm"])})
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if step % s.steps_per_epoch == 0:
+            meta["epoch_seconds"].append(epoch_train_s)
+            epoch_train_s = 0.0
+        validate = step % eval_every == 0 or step == s.total_steps
+        if validate:
+            metrics = valid.metrics(lambda b: ranks(state["params"], b))
+            value = metrics[tc.monitor] if tc.monitor in metrics else _bad_monitor(tc.monitor, metrics)
+            log.write(step, {f"valid/{k}": v for k, v in metrics.items()})
+            improved = value > meta["best_value"]
+            if improved:
+                meta.update(best_value=value, best_step=step, bad_evals=0, valid=metrics)
+            else:
+                meta["bad_evals"] += 1
+            if tc.patience and meta["bad_evals"] >= tc.patience:
+                stopped = "early_stopping"
+            meta["stopped"] = stopped if (stopped != "steps" or step == s.total_steps) else ""
+            bar.set_postfix(loss=f"{loss:.4f}", **{tc.monitor: f"{value:.4f}"})
+        if validate or (tc.checkpoint_every and step % tc.checkpoint_every == 0):
+            meta.update(step=step, data_iter=it.get_state())
+            ckpt.save(step, state, meta, metric=value if validate else None)
+        if stopped != "steps":
+            break
+    bar.close()
+    del epoch_start
+    return _result(ckpt, state, meta, step)
+
+
+def _bad_monitor(name: str, metrics: dict) -> float:
+    raise RectkError(f"train.monitor = {name!r} is not an evaluation metric; choose one of "
+                     f"{', '.join(sorted(metrics))}")
+
+
+def _result(ckpt: Checkpoints, state, meta: dict, last: int) -> TrainResult:
+    best = int(meta["best_step"])
+    params = state["params"]
+    if best >= 0 and best != last:
+        restored, _ = ckpt.restore(best, abstract_like(state))
+        params = restored["params"]
+    return TrainResult(
+        params=params,
+        best_step=best,
+        best_value=float(meta["best_value"]),
+        last_step=last,
+        stopped=meta.get("stopped") or "steps",
+        epoch_seconds=list(meta["epoch_seconds"]),
+        valid=dict(meta.get("valid", {})),
+    )
+
+
+def _progress(enabled: bool, total: int, start: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, disable=not enabled, desc="train", unit="step",
+                dynamic_ncols=True, leave=False)
+
+
+def popularity_rank_fn(s: Setup, train_items: np.ndarray):
+    import functools
+
+    pop = jax.device_put(steps.popularity_scores(train_items, s.num_items + 1), s.replicated)
+    f = jax.jit(functools.partial(steps.popularity_ranks, s.num_items, s.chunk),
+                in_shardings=(s.replicated, s.batch_sharding))
+    return lambda b: f(pop, b)
