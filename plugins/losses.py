@@ -16,7 +16,9 @@ from rectk.recipe import registered
 
 
 def weighted_mean(values_n: jax.Array, weight_n: jax.Array) -> jax.Array:
-    return jnp.sum(values_n * weight_n) / jnp.maximum(jnp.sum(weight_n), 1.0)
+    """Mean of ``values_n`` over rows with weight > 0 (padding rows may hold inf or NaN)."""
+    safe_n = jnp.where(weight_n > 0, values_n, 0.0)
+    return jnp.sum(safe_n * weight_n) / jnp.maximum(jnp.sum(weight_n), 1.0)
 
 
 @registered(registry.losses, "softmax_ce")

@@ -17,8 +17,13 @@ def _parser() -> argparse.ArgumentParser:
     ):
         r = sub.add_parser(name, help=help_)
         r.add_argument("recipe", help="recipe TOML file")
-        r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a recipe key, e.g. --set train.steps=100 (repeatable)")
+        r.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a recipe key, e.g. --set train.steps=100 (repeatable)",
+        )
         r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     e = sub.add_parser("evaluate", help="print a finished run's validation and test metrics")
@@ -51,8 +56,10 @@ def _cmd_run(args, show_recs: bool) -> None:
         f"\ntrained {summary['last_step']} steps ({summary['stopped']}); best validation "
         f"{cfg.train.monitor} at step {summary['best_step']}; {sec['total']:.1f} s in all"
     )
-    print(f"\ntest metrics ({summary['test_targets']} learners, full ranking over all items, "
-          f"seen items {'masked' if cfg.eval.mask_seen else 'not masked'}):")
+    print(
+        f"\ntest metrics ({summary['test_targets']} learners, full ranking over all items, "
+        f"seen items {'masked' if cfg.eval.mask_seen else 'not masked'}):"
+    )
     print(format_metrics(summary["test"], cfg.eval.ks))
     if show_recs and cfg.recommend.show_users > 0:
         loaded = load_run(run_dir_of(cfg).path)

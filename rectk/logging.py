@@ -28,7 +28,9 @@ class MetricsLog:
         """Drops lines logged after ``step`` (they will be logged again on resume)."""
         if not self.path.exists():
             return
-        keep = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        keep = [
+            ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step
+        ]
         self.path.write_text("".join(ln + "\n" for ln in keep))
 
     def read(self) -> list[dict]:

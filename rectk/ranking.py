@@ -25,8 +25,8 @@ def _chunk_mask(ids_c: jax.Array, seen_bh: jax.Array, num_items: int) -> jax.Arr
     rel_bh = seen_bh - start
     in_chunk = (seen_bh > 0) & (rel_bh >= 0) & (rel_bh < ids_c.shape[0])
     rows = jnp.broadcast_to(jnp.arange(b)[:, None], seen_bh.shape)
-    seen_bc = jnp.zeros((b, ids_c.shape[0]), bool).at[rows, jnp.where(in_chunk, rel_bh, 0)].max(
-        in_chunk
+    seen_bc = (
+        jnp.zeros((b, ids_c.shape[0]), bool).at[rows, jnp.where(in_chunk, rel_bh, 0)].max(in_chunk)
     )
     invalid_c = (ids_c == 0) | (ids_c > num_items)
     return seen_bc | invalid_c[None, :]

@@ -67,8 +67,10 @@ def _merge(base: dict, over: dict, src: dict, over_src: str, prefix: str) -> dic
     for key, val in over.items():
         path = f"{prefix}{key}"
         old = out.get(key)
-        replace = isinstance(val, dict) and isinstance(old, dict) and (
-            "type" in val and val.get("type") != old.get("type")
+        replace = (
+            isinstance(val, dict)
+            and isinstance(old, dict)
+            and ("type" in val and val.get("type") != old.get("type"))
         )
         if isinstance(val, dict) and isinstance(old, dict) and not replace:
             out[key] = _merge(old, val, src, over_src, path + ".")
@@ -202,7 +204,10 @@ def _convert(tp: Any, val: Any, path: str, ctx: _Ctx) -> Any:
             return tuple(_convert(args[0], v, f"{path}[{i}]", ctx) for i, v in enumerate(val))
         if args and len(args) != len(val):
             raise ctx.error(path, f"expected a list of {len(args)} items, got {val!r}")
-        return tuple(_convert(a, v, f"{path}[{i}]", ctx) for i, (a, v) in enumerate(zip(args, val)))
+        return tuple(
+            _convert(a, v, f"{path}[{i}]", ctx)
+            for i, (a, v) in enumerate(zip(args, val, strict=False))
+        )
     if origin is dict:
         if not isinstance(val, dict):
             raise ctx.error(path, f"expected a table, got {val!r}")
@@ -229,9 +234,7 @@ def _build(cls: Any, data: dict, prefix: str, ctx: _Ctx) -> Any:
 
         close = difflib.get_close_matches(key, list(fields), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ctx.error(
-            join(key), f"unknown key{hint} (known: {', '.join(sorted(fields))})"
-        )
+        raise ctx.error(join(key), f"unknown key{hint} (known: {', '.join(sorted(fields))})")
     kwargs = {}
     for name, f in fields.items():
         path = join(name)
@@ -241,11 +244,10 @@ def _build(cls: Any, data: dict, prefix: str, ctx: _Ctx) -> Any:
             continue
         if name in data:
             kwargs[name] = _convert(hints[name], data[name], path, ctx)
+        elif dataclasses.is_dataclass(hints[name]):  # a nested table: its own defaults
+            kwargs[name] = _build(hints[name], {}, path, ctx)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            if dataclasses.is_dataclass(hints[name]):
-                kwargs[name] = _build(hints[name], {}, path, ctx)
-            else:
-                raise ctx.error(path, f"missing required key (expected {_type_name(hints[name])})")
+            raise ctx.error(path, f"missing required key (expected {_type_name(hints[name])})")
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:  # __post_init__ checks
@@ -260,10 +262,12 @@ def _build_plugin(f: dataclasses.Field, val: Any, path: str, ctx: _Ctx) -> Any:
         val = {"type": f.metadata["default_type"], **f.metadata["default_fields"]}
     if not isinstance(val, dict):
         raise ctx.error(path, f"expected a table with a 'type' key, got {val!r}")
+    if "type" not in val:  # fields given for the default plugin
+        val = {"type": f.metadata["default_type"], **f.metadata["default_fields"], **val}
     val = dict(val)
     name = val.pop("type", None)
     if not isinstance(name, str):
-        raise ctx.error(f"{path}.type", f"expected the name of a {reg.kind} plugin")
+        raise ctx.error(f"{path}.type", f"expected the name of a {reg.kind} plugin (a string)")
     try:
         cls = reg.get(name)
     except PluginError as err:
@@ -275,8 +279,9 @@ def to_dict(cfg: Any) -> Any:
     """A config object as plain TOML-able data (plugin tables carry their ``type``)."""
     if dataclasses.is_dataclass(cfg):
         out: dict[str, Any] = {}
-        if hasattr(type(cfg), "plugin_name"):
-            out["type"] = type(cfg).plugin_name
+        name = getattr(type(cfg), "plugin_name", None)
+        if name is not None:
+            out["type"] = name
         for f in dataclasses.fields(cfg):
             out[f.name] = to_dict(getattr(cfg, f.name))
         return out

@@ -101,7 +101,9 @@ def train_and_evaluate(recipe: recipe_lib.Recipe, *, progress: bool = True, echo
             "total": round(time.perf_counter() - t0, 2),
             "train": round(train_s, 2),
             "test_eval": round(eval_s, 4),
-            "epoch_median": float(np.median(result.epoch_seconds)) if result.epoch_seconds else None,
+            "epoch_median": float(np.median(result.epoch_seconds))
+            if result.epoch_seconds
+            else None,
         },
     }
     rd.write_json("results.json", summary)
@@ -159,7 +161,7 @@ def load_run(path: str | Path) -> Loaded:
         catalogue=catalogue,
         rngs=nnx.Rngs(params=jax.random.key(cfg.seed)),
     )
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]
     tx = steps.make_optimizer(cfg.train, max(cfg.train.steps, 2))
     abstract = jax.eval_shape(
         lambda p: {"params": p, "opt": tx.init(p), "step": jnp.zeros((), jnp.int32)}, params
@@ -187,7 +189,6 @@ def load_run(path: str | Path) -> Loaded:
     )
 
 
-
 def recommend(
     run: Loaded, *, user: str | None = None, history: list[str] | None = None, k: int = 10
 ) -> list[dict]:
@@ -210,7 +211,9 @@ def recommend(
         items = np.asarray([run.item_index[h] for h in history or []], np.int32)
     if len(items) == 0:
         who = f"learner {user!r}" if user is not None else "--history"
-        raise DataError(f"{who} has no interactions: rectk needs at least one item to recommend from")
+        raise DataError(
+            f"{who} has no interactions: rectk needs at least one item to recommend from"
+        )
     if not 1 <= k <= run.num_items:
         raise RectkError(f"--k must lie in 1..{run.num_items}, got {k}")
     seen_len = -(-len(items) // 64) * 64
@@ -221,7 +224,7 @@ def recommend(
     }
     scores, ids = run.top_k_fn(k)(run.params, batch)
     out = []
-    for s, i in zip(np.asarray(scores[0]), np.asarray(ids[0])):
+    for s, i in zip(np.asarray(scores[0]), np.asarray(ids[0]), strict=False):
         if not np.isfinite(s):
             break
         out.append(

@@ -18,7 +18,11 @@ def use_all_cpu_cores(count: int = 0) -> None:
     flags = os.environ.get("XLA_FLAGS", "")
     if _HOST_FLAG in flags:
         return
-    n = count or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = (
+        count or len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count()
+    )
     os.environ["XLA_FLAGS"] = f"{flags} {_HOST_FLAG}={max(1, int(n or 1))}".strip()
 
 
@@ -47,7 +51,7 @@ def to_mesh_spec(logical, rules: dict[str, str]):
     """A PartitionSpec of logical names mapped to mesh axes (unknown names replicate)."""
     from jax.sharding import PartitionSpec as P
 
-    out = []
+    out: list = []
     for name in logical:
         if name is None:
             out.append(None)
@@ -68,7 +72,9 @@ def state_shardings(abstract_state, mesh, rules: Sequence[tuple[str, str]]):
     table = dict(rules)
     specs = nnx.get_partition_spec(abstract_state)
     return jax.tree.map(
-        lambda s: NamedSharding(mesh, to_mesh_spec(s, table) if isinstance(s, PartitionSpec) else PartitionSpec()),
+        lambda s: NamedSharding(
+            mesh, to_mesh_spec(s, table) if isinstance(s, PartitionSpec) else PartitionSpec()
+        ),
         specs,
         is_leaf=lambda x: isinstance(x, PartitionSpec) or x is None,
     )

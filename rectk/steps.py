@@ -24,10 +24,14 @@ def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransfor
     """AdamW with warm-up then cosine/linear decay (or constant); weight decay on matrices only."""
     warm = min(cfg.warmup_steps, max(total_steps - 1, 0))
     if cfg.schedule == "constant":
-        sched = optax.join_schedules(
-            [optax.linear_schedule(0.0, cfg.lr, max(warm, 1)), optax.constant_schedule(cfg.lr)],
-            [warm],
-        ) if warm else optax.constant_schedule(cfg.lr)
+        sched = (
+            optax.join_schedules(
+                [optax.linear_schedule(0.0, cfg.lr, max(warm, 1)), optax.constant_schedule(cfg.lr)],
+                [warm],
+            )
+            if warm
+            else optax.constant_schedule(cfg.lr)
+        )
     elif cfg.schedule == "linear":
         sched = optax.join_schedules(
             [
@@ -62,7 +66,9 @@ class Bound:
 
 
 def _cast(tree, dtype):
-    return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+    return jax.tree.map(
+        lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
+    )
 
 
 def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):

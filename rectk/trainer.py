@@ -8,6 +8,7 @@ at any point and restarted with the same command ends exactly where an uninterru
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from typing import Any
@@ -72,7 +73,7 @@ def setup(cfg: RunConfig, data: Dataset, split: Split, mesh) -> Setup:
             rngs=nnx.Rngs(params=jax.random.key(cfg.seed)),
         )
 
-    graphdef, abs_params, abs_rest = nnx.split(nnx.eval_shape(make), nnx.Param, ...)
+    graphdef, abs_params, abs_rest = nnx.split(nnx.eval_shape(make), nnx.Param, ...)  # type: ignore[misc]
     param_sh = shd.state_shardings(abs_params, mesh, cfg.mesh.rules)
     rest_sh = shd.state_shardings(abs_rest, mesh, cfg.mesh.rules)
 
@@ -110,8 +111,6 @@ def setup(cfg: RunConfig, data: Dataset, split: Split, mesh) -> Setup:
 
 def rank_fn(s: Setup):
     """Jitted ``(params, batch) -> ranks`` of the model."""
-    import functools
-
     f = jax.jit(
         functools.partial(steps.model_ranks, s.bound, s.num_items, s.chunk),
         in_shardings=(s.state_shardings["params"], s.batch_sharding),
@@ -130,7 +129,9 @@ class TrainResult:
     valid: dict[str, float]
 
 
-def fit(s: Setup, split: Split, ckpt: Checkpoints, log: MetricsLog, *, progress=True) -> TrainResult:
+def fit(
+    s: Setup, split: Split, ckpt: Checkpoints, log: MetricsLog, *, progress=True
+) -> TrainResult:
     """Trains to ``total_steps`` or early stopping; resumes from the latest checkpoint."""
     cfg = s.cfg
     tc = cfg.train
@@ -160,8 +161,13 @@ def fit(s: Setup, split: Split, ckpt: Checkpoints, log: MetricsLog, *, progress=
 
     # ---- Resume -----------------------------------------------------------------------------
     state = s.state
-    meta: dict[str, Any] = {"best_value": -math.inf, "best_step": -1, "bad_evals": 0,
-                            "epoch_seconds": [], "valid": {}}
+    meta: dict[str, Any] = {
+        "best_value": -math.inf,
+        "best_step": -1,
+        "bad_evals": 0,
+        "epoch_seconds": [],
+        "valid": {},
+    }
     start = 0
     latest = ckpt.latest_step()
     if latest is not None:
@@ -182,8 +188,12 @@ def fit(s: Setup, split: Split, ckpt: Checkpoints, log: MetricsLog, *, progress=
     for step in range(start + 1, s.total_steps + 1):
         batch = next(it)
         t0 = time.perf_counter()
-        batch = {k: jax.make_array_from_process_local_data(s.batch_sharding, v, (tc.batch_size, *v.shape[1:]))
-                 for k, v in batch.items()}
+        batch = {
+            k: jax.make_array_from_process_local_data(
+                s.batch_sharding, v, (tc.batch_size, *v.shape[1:])
+            )
+            for k, v in batch.items()
+        }
         state, m = step_fn(state, batch, root_key)
         loss = float(m["loss"])
         epoch_train_s += time.perf_counter() - t0
@@ -192,8 +202,11 @@ def fit(s: Setup, split: Split, ckpt: Checkpoints, log: MetricsLog, *, progress=
             kept = ckpt.latest_step()
             raise TrainingError(
                 f"the training loss became {loss} at step {step}; training stopped. "
-                + (f"The last good checkpoint (step {kept}) is kept in {log.run_dir}/checkpoints."
-                   if kept is not None else "No checkpoint had been written yet.")
+                + (
+                    f"The last good checkpoint (step {kept}) is kept in {log.run_dir}/checkpoints."
+                    if kept is not None
+                    else "No checkpoint had been written yet."
+                )
                 + " Lower train.lr, set train.clip_norm, or check the data for extreme values."
             )
         if step % tc.log_every == 0 or step == s.total_steps:
@@ -205,8 +218,10 @@ def fit(s: Setup, split: Split, ckpt: Checkpoints, log: MetricsLog, *, progress=
             epoch_train_s = 0.0
         validate = step % eval_every == 0 or step == s.total_steps
         if validate:
-            metrics = valid.metrics(lambda b: ranks(state["params"], b))
-            value = metrics[tc.monitor] if tc.monitor in metrics else _bad_monitor(tc.monitor, metrics)
+            metrics = valid.metrics(functools.partial(ranks, state["params"]))
+            value = (
+                metrics[tc.monitor] if tc.monitor in metrics else _bad_monitor(tc.monitor, metrics)
+            )
             log.write(step, {f"valid/{k}": v for k, v in metrics.items()})
             improved = value > meta["best_value"]
             if improved:
@@ -228,8 +243,10 @@ def fit(s: Setup, split: Split, ckpt: Checkpoints, log: MetricsLog, *, progress=
 
 
 def _bad_monitor(name: str, metrics: dict) -> float:
-    raise RectkError(f"train.monitor = {name!r} is not an evaluation metric; choose one of "
-                     f"{', '.join(sorted(metrics))}")
+    raise RectkError(
+        f"train.monitor = {name!r} is not an evaluation metric; choose one of "
+        f"{', '.join(sorted(metrics))}"
+    )
 
 
 def _result(ckpt: Checkpoints, state, meta: dict, last: int) -> TrainResult:
@@ -252,14 +269,21 @@ def _result(ckpt: Checkpoints, state, meta: dict, last: int) -> TrainResult:
 def _progress(enabled: bool, total: int, start: int):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=start, disable=not enabled, desc="train", unit="step",
-                dynamic_ncols=True, leave=False)
+    return tqdm(
+        total=total,
+        initial=start,
+        disable=not enabled,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        leave=False,
+    )
 
 
 def popularity_rank_fn(s: Setup, train_items: np.ndarray):
-    import functools
-
     pop = jax.device_put(steps.popularity_scores(train_items, s.num_items + 1), s.replicated)
-    f = jax.jit(functools.partial(steps.popularity_ranks, s.num_items, s.chunk),
-                in_shardings=(s.replicated, s.batch_sharding))
+    f = jax.jit(
+        functools.partial(steps.popularity_ranks, s.num_items, s.chunk),
+        in_shardings=(s.replicated, s.batch_sharding),
+    )
     return lambda b: f(pop, b)

@@ -168,7 +168,7 @@ def read_course_catalogue(
     for line, fields in _rows(path, "courses"):
         if len(fields) != 2:
             raise DataError(
-                f'{path}, line {line}: expected two fields \'course_id,"Title. Description"\', '
+                f"{path}, line {line}: expected two fields 'course_id,\"Title. Description\"', "
                 f"got {len(fields)} (quote the text if it contains commas)"
             )
         raw = fields[0].strip()

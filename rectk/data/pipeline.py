@@ -55,7 +55,10 @@ def pad_batch(batch: dict, size: int) -> dict:
     n = next(iter(batch.values())).shape[0]
     if n == size:
         return batch
-    return {k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}
+    return {
+        k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)])
+        for k, v in batch.items()
+    }
 
 
 def train_dataset(
@@ -87,7 +90,7 @@ def train_dataset(
 
 def eval_batches(
     examples: EvalSet, *, max_len: int, batch_size: int, seen_len: int
-) -> "list[dict[str, np.ndarray]]":
+) -> list[dict[str, np.ndarray]]:
     """Fixed-shape evaluation batches: inputs, targets, and seen items to mask.
 
     ``valid`` marks real rows (the last batch is padded). ``seen`` holds up to ``seen_len`` of

@@ -183,9 +183,7 @@ def read_item_titles(
         reader = csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE)
         header = [h.split(":")[0].strip() for h in next(reader, [])]
         if item not in header or title not in header:
-            raise DataError(
-                f"{p}, line 1: expected columns {item!r} and {title!r}, found {header}"
-            )
+            raise DataError(f"{p}, line 1: expected columns {item!r} and {title!r}, found {header}")
         ii, ti = header.index(item), header.index(title)
         for row in reader:
             if not row:
@@ -198,6 +196,8 @@ def read_item_titles(
             ids.append(rid)
             titles[rid] = row[ti].strip()
             texts[rid] = "; ".join(
-                f"{h}: {v.strip()}" for j, (h, v) in enumerate(zip(header, row)) if j not in (ii, ti)
+                f"{h}: {v.strip()}"
+                for j, (h, v) in enumerate(zip(header, row, strict=False))
+                if j not in (ii, ti)
             )
     return tuple(ids), titles, texts

@@ -36,6 +36,7 @@ __all__ = [
     "LearnerState",
     "SimulatorConfig",
     "course_group",
+    "course_levels",
     "parse_course_level",
 ]
 
@@ -67,7 +68,7 @@ class SimulatorConfig:
         last course counts).
       level_step: how far above their current level learners like to go.
       level_rate: how far the current level moves toward the level of each course taken.
-      start_level_probs: probabilities of starting at level 1, 2, 3, ...
+      start_level_probs: probabilities of starting at level 1, 2, 3, ... (up to 5 numbers).
       popularity_noise: standard deviation of the random part of popularity (the rest is
         ``log(1 + number of courses that require it)``).
       prerequisite_strictness: probability that a step respects missing prerequisites; with
@@ -119,11 +120,11 @@ class SimulatorConfig:
         need(0 <= self.recency_decay < 1, "recency_decay", "a number in [0, 1)")
         need(0 < self.level_rate <= 1, "level_rate", "a number in (0, 1]")
         need(
-            len(self.start_level_probs) >= 1
+            1 <= len(self.start_level_probs) <= 5
             and min(self.start_level_probs) >= 0
             and sum(self.start_level_probs) > 0,
             "start_level_probs",
-            "non-negative numbers with a positive sum",
+            "1 to 5 non-negative numbers (levels 1, 2, ...) with a positive sum",
         )
         need(self.popularity_noise >= 0, "popularity_noise", "a number >= 0")
         need(0 <= self.prerequisite_strictness <= 1, "prerequisite_strictness", "in [0, 1]")
@@ -144,6 +145,14 @@ def course_group(course_id: str) -> str:
     return head if sep else ""
 
 
+def _course_number(course_id: str) -> str | None:
+    """The digits of the course number in an id (``"cmu_15-221"`` -> ``"221"``), or None."""
+    number = course_id.partition("_")[2] or course_id
+    tokens = re.split(r"[\s\-.:/]+", number.split(",")[0].strip())
+    digits = re.match(r"\d+", tokens[-1]) if tokens else None
+    return digits.group() if digits else None
+
+
 def parse_course_level(course_id: str) -> int | None:
     """A coarse level 1..5 from the course number in an id, or None when there is none.
 
@@ -156,26 +165,57 @@ def parse_course_level(course_id: str) -> int | None:
     >>> [parse_course_level(c) for c in ("cmu_15-221", "mit_6.641", "mit_6.0001", "mit_6.UR")]
     [2, 5, 1, None]
     """
-    number = course_id.partition("_")[2] or course_id
-    tokens = re.split(r"[\s\-.:/]+", number.split(",")[0].strip())
-    digits = re.match(r"\d+", tokens[-1]) if tokens else None
-    if digits is None:
-        return None
-    run = digits.group()
+    run = _course_number(course_id)
+    return None if run is None else _level_of_number(run)
+
+
+def _level_of_number(run: str) -> int:
+    """Leading digit of a 3+ digit course number, else 1; clipped to 1..5."""
     leading = int(run[0]) if len(run) >= 3 else 1
     return min(max(leading, 1), 5)
 
 
-_STOP_WORDS = frozenset(
-    """a about above after all also an and any are as at be been before being both but by can
+def course_levels(item_ids: Sequence[str], *, max_share: float = 0.75) -> np.ndarray:
+    """Levels 1..5 (int [N]) of courses, by university (the id prefix).
+
+    Each course gets :func:`parse_course_level`. Where that leaves a university without
+    spread (one level holds more than ``max_share`` of its numbered courses, as for Caltech,
+    whose 1-digit and 1xx courses all read as level 1, or a list of graduate courses only),
+    the university's courses are ranked by number and cut into five equal levels instead. A
+    course without a number gets its university's median level (3 if none has a number).
+
+    >>> course_levels(["a_101", "a_250", "a_480", "a_UR", "b_1", "b_2", "b_3", "b_4", "b_5"]).tolist()
+    [1, 2, 4, 2, 1, 2, 3, 4, 5]
+    """
+    groups = [course_group(c) for c in item_ids]
+    numbers = [_course_number(c) for c in item_ids]
+    levels = np.zeros(len(item_ids), np.int64)
+    for g in sorted(set(groups)):
+        members = [i for i, h in enumerate(groups) if h == g]
+        known = {i: n for i in members if (n := numbers[i]) is not None}
+        level = {i: _level_of_number(n) for i, n in known.items()}
+        counts = np.bincount(list(level.values()), minlength=6)
+        if len(known) >= 5 and counts.max() > max_share * len(known):
+            values = np.array([int(n) for n in known.values()])
+            below = np.searchsorted(np.sort(values), values, side="left")
+            level = {
+                i: 1 + min(4, 5 * int(r) // len(known)) for i, r in zip(known, below, strict=True)
+            }
+        fallback = int(np.median(list(level.values())) + 0.5) if level else 3
+        for i in members:
+            levels[i] = level.get(i, fallback)
+    return levels
+
+
+_STOP_TEXT = """a about above after all also an and any are as at be been before being both but by can
     course courses cover covered covers credit department do does each either emphasis etc for
     from given has have hours how however i ii in include included includes including into is it
     its may more most must new no not of offered on one only or other others over permission
     prerequisite prerequisites project projects provide provides required requires see semester
     several should so some student students studies study such taught than that the their them
     then there these they this those through to topic topics two under understanding units up
-    upon use used uses using various well what when which while who will with within work""".split()
-)
+    upon use used uses using various well what when which while who will with within work"""
+_STOP_WORDS = frozenset(_STOP_TEXT.split())
 _TOKEN = re.compile(r"[a-z][a-z0-9+#]+")
 
 
@@ -314,21 +354,18 @@ class LearnerSimulator:
             seeds
         )
 
-        # Groups and levels (integers 1..5; a course without a number gets its group's median).
+        # Groups and levels.
         names = [course_group(c) for c in catalogue.item_ids]
         self.groups: tuple[str, ...] = tuple(sorted(set(names)))
         gidx = {g: j for j, g in enumerate(self.groups)}
         self.group_v = np.array([-1] + [gidx[g] for g in names], np.int64)
-        parsed = [parse_course_level(c) for c in catalogue.item_ids]
-        fallback = {}
-        for g in self.groups:
-            known = [p for p, h in zip(parsed, names, strict=True) if p is not None and h == g]
-            fallback[g] = int(np.median(known) + 0.5) if known else 3
-        levels = [p if p is not None else fallback[g] for p, g in zip(parsed, names, strict=True)]
+        levels = course_levels(catalogue.item_ids).tolist()
         self.level_v = np.array([0, *levels], np.float64)
 
         # Topics from title and description (title counted twice).
-        texts = [f"{t} {t} {d}" for t, d in zip(catalogue.titles, catalogue.descriptions, strict=True)]
+        texts = [
+            f"{t} {t} {d}" for t, d in zip(catalogue.titles, catalogue.descriptions, strict=True)
+        ]
         topic_rng = np.random.default_rng(self._topic_seed)
         topics_nt = _nmf_topics(_tfidf(texts), config.num_topics, topic_rng)
         self.topic_vt = np.vstack([np.zeros((1, config.num_topics)), topics_nt])
@@ -340,7 +377,7 @@ class LearnerSimulator:
         pairs = np.asarray(catalogue.prerequisites, np.int64).reshape(-1, 2)
         if pairs.size and (pairs.min() < 1 or pairs.max() > n):
             raise RecipeError(f"simulator: prerequisite indices must lie in 1..{n}")
-        pairs = np.unique(pairs, axis=0)  # sorted by course, then prerequisite
+        pairs = np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)  # sorted by course
         self.num_prereq_v = np.bincount(pairs[:, 0], minlength=n + 1).astype(np.int64)
         self._prereq_tables: list[tuple[np.ndarray, np.ndarray]] = []
         for d in sorted(set(self.num_prereq_v[self.num_prereq_v > 0].tolist())):
@@ -467,12 +504,18 @@ class LearnerSimulator:
             padding and never chosen.
 
         Returns:
-          float [V] or [B, V] (matching ``taken``): rows sum to 1, or are all zero.
+          float [B, V], or [V] when ``taken`` is 1-D and B = 1: rows sum to 1, or are all
+          zero.
         """
         cfg = self.config
         taken = np.asarray(taken, bool)
-        single = taken.ndim == 1
         b = len(state)
+        single = taken.ndim == 1 and b == 1
+        if taken.ndim not in (1, 2) or taken.shape[-1] != self.num_items + 1:
+            raise ValueError(
+                f"taken has shape {taken.shape}; expected [{self.num_items + 1}] or "
+                f"[{b}, {self.num_items + 1}] (num_items + 1, index 0 is padding)"
+            )
         taken_bv = np.broadcast_to(np.atleast_2d(taken), (b, self.num_items + 1))
         open_bv = ~taken_bv
         open_bv[:, 0] = False
@@ -481,7 +524,7 @@ class LearnerSimulator:
         g, s = cfg.other_group_prob, cfg.prerequisite_strictness
         # Sets: away & open, away & met, home & open, home & met; category = 2 * home + met.
         weight_4 = np.array([g * (1 - s), g * s, (1 - g) * (1 - s), (1 - g) * s])
-        rows4_b = 4 * np.arange(b, dtype=np.int32)
+        rows4_b = 4 * np.arange(b, dtype=np.intp)
 
         logits_bv = self._coefficients(state, 1.0 / cfg.temperature) @ self._features_kv
         np.copyto(logits_bv, -np.inf, where=~open_bv)
@@ -510,7 +553,7 @@ class LearnerSimulator:
         count_b4 = np.stack([open_away_b, met_away_b, open_home_b, met_home_b], axis=1)
         total_b4 = np.stack([e_away_b, em_away_b, e_home_b, em_home_b], axis=1)
         nonempty_b4 = count_b4 > 0.5
-        lost_b = (nonempty_b4 & (total_b4 <= 0)).any(axis=1)
+        lost_b = (nonempty_b4 & (total_b4 < 1e-150)).any(axis=1)
 
         share_b4 = weight_4 * nonempty_b4
         share_b4 /= np.maximum(share_b4.sum(axis=1, keepdims=True), 1e-300)
@@ -518,18 +561,16 @@ class LearnerSimulator:
         coef_b4[:, 1] += coef_b4[:, 0]  # a course with its prerequisites met is in both sets
         coef_b4[:, 3] += coef_b4[:, 2]
         # Flat index of (learner, category) with category = 2 * home + met.
-        index_bv = np.add(rows4_b[:, None], home_bv.view(np.int8), dtype=np.int32)
-        index_bv += index_bv - rows4_b[:, None]
-        index_bv += met_bv.view(np.int8)
+        category_bv = home_bv.view(np.int8) * np.int8(2)
+        category_bv += met_bv.view(np.int8)
+        index_bv = rows4_b[:, None] + category_bv
         probs_bv = e_bv
         probs_bv *= np.take(coef_b4.ravel(), index_bv)
-        if lost_b.any():  # every course of some set underflowed: redo those rows exactly
+        if lost_b.any():  # a whole set (nearly) underflowed: redo those rows exactly
             lost = np.flatnonzero(lost_b)
             exact = self._coefficients(state.take(lost), 1.0 / cfg.temperature)
             sets = (~home_bv & open_bv, ~home_bv & met_bv, home_bv & open_bv, home_bv & met_bv)
-            probs_bv[lost] = _mixture(
-                exact @ self._features_kv, [m[lost] for m in sets], weight_4
-            )
+            probs_bv[lost] = _mixture(exact @ self._features_kv, [m[lost] for m in sets], weight_4)
         return probs_bv[0] if single else probs_bv
 
     def path_log_probability(self, state: LearnerState, path: Sequence[int]) -> float:

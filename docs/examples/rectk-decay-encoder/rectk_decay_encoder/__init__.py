@@ -1,0 +1,1 @@
+"""An example rectk plugin package (see docs/writing-a-plugin.md)."""

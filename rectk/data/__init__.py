@@ -1,0 +1,1 @@
+"""Data: containers, readers, splits, input pipelines, the learner simulator."""

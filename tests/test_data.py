@@ -1,0 +1,148 @@
+import numpy as np
+import pytest
+
+from rectk.data import readers
+from rectk.data.pipeline import left_pad, train_dataset, training_windows
+from rectk.data.split import split
+from rectk.errors import DataError
+from tests.conftest import shared
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_csv_reader_and_remap(tmp_path):
+    p = write(tmp_path, "i.csv", "u,i,t,r\nA,x,3,1\nB,y,1,2\nA,y,2,5\n")
+    inter = readers.read_delimited(p, user="u", item="i", time="t", value="r")
+    assert inter.user_ids == ("A", "B") and inter.item_ids == ("x", "y")
+    assert inter.user.tolist() == [1, 2, 1] and inter.item.tolist() == [1, 2, 2]
+    assert inter.time.tolist() == [3, 1, 2] and inter.value.tolist() == [1, 2, 5]
+    assert inter.vocab_size == 3
+
+
+def test_row_with_too_few_columns_names_file_and_line(tmp_path):
+    p = write(tmp_path, "i.csv", "u,i,t\nA,x,3\nB,y\n")
+    with pytest.raises(DataError, match=r"i\.csv, line 3: expected at least 3 columns"):
+        readers.read_delimited(p, user="u", item="i", time="t")
+
+
+def test_non_numeric_time_names_line(tmp_path):
+    p = write(tmp_path, "i.tsv", "u\ti\tt\nA\tx\tyesterday\n")
+    with pytest.raises(DataError, match=r"line 2: column 't' must be a number"):
+        readers.read_delimited(p, user="u", item="i", time="t", delimiter="\t")
+
+
+def test_missing_column_and_missing_file_and_empty(tmp_path):
+    with pytest.raises(DataError, match="no column 'user'"):
+        readers.read_delimited(write(tmp_path, "a.csv", "u,i\n"), user="user", item="i")
+    with pytest.raises(DataError, match="interaction file not found"):
+        readers.read_delimited(tmp_path / "none.csv", user="u", item="i")
+    with pytest.raises(DataError, match="empty"):
+        readers.read_delimited(write(tmp_path, "b.csv", "u,i\n"), user="u", item="i")
+    with pytest.raises(DataError, match="the file is empty"):
+        readers.read_delimited(write(tmp_path, "c.csv", ""), user="u", item="i")
+
+
+def test_sequence_reader(tmp_path):
+    p = write(tmp_path, "s.txt", "1 10 11 12\n2 11 13\n")
+    inter = readers.read_sequences(p)
+    assert inter.num_users == 2 and inter.num_items == 4 and len(inter) == 5
+    with pytest.raises(DataError, match=r"s2\.txt, line 2: expected 'user item"):
+        readers.read_sequences(write(tmp_path, "s2.txt", "1 10\n2\n"))
+
+
+def test_ml100k_atomic_counts():
+    inter = readers.read_atomic(shared("ml-100k", "ml-100k.inter"))
+    assert (inter.num_users, inter.num_items, len(inter)) == (943, 1682, 100000)
+
+
+def test_beauty_sequence_counts():
+    inter = readers.read_sequences(shared("amazon-beauty", "Beauty.txt"))
+    assert (inter.num_users, inter.num_items, len(inter)) == (22363, 12101, 198502)
+
+
+def test_ml100k_item_titles():
+    ids, titles, texts = readers.read_item_titles(shared("ml-100k", "ml-100k.item"))
+    assert len(ids) == 1682 and titles["1"] == "Toy Story"
+    assert "Animation" in texts["1"]
+
+
+def _toy():
+    users = ["a"] * 5 + ["b"] * 3 + ["c"] * 2
+    items = ["1", "2", "3", "4", "5", "2", "3", "9", "7", "8"]
+    times = [5, 1, 2, 3, 4, 1, 2, 3, 1, 2]  # a's first row is its latest
+    return readers.build_interactions(users, items, times, None, source="toy")
+
+
+def test_leave_last_out_split():
+    inter = _toy()
+    sp = split(inter, "leave_last_out")
+    raw = lambda idx: [inter.item_ids[i - 1] for i in idx]  # noqa: E731
+    a, b, c = 1, 2, 3
+    assert raw(sp.train.row(a)) == ["2", "3", "4"]
+    assert raw(sp.train.row(b)) == ["2"]
+    assert raw(sp.train.row(c)) == ["7", "8"]  # fewer than 3: only trains
+    assert sp.test.user.tolist() == [a, b] and raw(sp.test.target) == ["1", "9"]
+    assert sp.valid.user.tolist() == [a, b] and raw(sp.valid.target) == ["5", "3"]
+    assert raw(sp.test.hist.row(0)) == ["2", "3", "4", "5"]
+    assert raw(sp.valid.hist.row(1)) == ["2"]
+    assert raw(sp.history.row(a)) == ["2", "3", "4", "5", "1"]
+
+
+def test_temporal_split_uses_time_cutoffs():
+    inter = _toy()
+    sp = split(inter, "temporal", valid_fraction=0.2, test_fraction=0.2)
+    t_valid, t_test = np.quantile(inter.time, 0.6), np.quantile(inter.time, 0.8)
+    train_items = sp.train.items
+    assert len(train_items) == int((inter.time < t_valid).sum())
+    assert len(sp.test) > 0 and len(sp.valid) > 0
+    del t_test
+
+
+def test_empty_split_is_a_clear_error():
+    inter = readers.build_interactions(["a", "b"], ["1", "2"], [1, 2], None, source="toy")
+    with pytest.raises(DataError, match="left no test examples"):
+        split(inter, "leave_last_out")
+
+
+def test_windows_cover_every_target_once():
+    inter = _toy()
+    sp = split(inter, "leave_last_out")
+    for max_len in (1, 2, 3, 50):
+        ds = train_dataset(sp.train, max_len=max_len, batch_size=4, epochs=1, seed=0)
+        targets = []
+        for batch in ds:
+            for inp, tgt in zip(batch["input"], batch["target"], strict=False):
+                for x, y in zip(inp, tgt, strict=False):
+                    if y:
+                        targets.append(y)
+                        assert x > 0  # every target has its preceding item as input
+        expected = sum(max(len(sp.train.row(u)) - 1, 0) for u in range(1, inter.num_users + 1))
+        assert len(targets) == expected
+        assert len(training_windows(sp.train, max_len)) >= 1
+
+
+def test_left_pad():
+    assert left_pad(np.array([1, 2, 3]), 2).tolist() == [2, 3]
+    assert left_pad(np.array([], np.int32), 3).tolist() == [0, 0, 0]
+
+
+def test_pipeline_is_seeded_and_resumable():
+    inter = _toy()
+    sp = split(inter, "leave_last_out")
+    ds = train_dataset(sp.train, max_len=2, batch_size=2, epochs=3, seed=7)
+    first = [b["target"].tolist() for b in ds]
+    again = [
+        b["target"].tolist()
+        for b in train_dataset(sp.train, max_len=2, batch_size=2, epochs=3, seed=7)
+    ]
+    assert first == again
+    it = iter(ds.to_iter_dataset())
+    head = [next(it)["target"].tolist() for _ in range(2)]
+    state = it.get_state()
+    it2 = iter(ds.to_iter_dataset())
+    it2.set_state(state)
+    assert head + [b["target"].tolist() for b in it2] == first

@@ -1,0 +1,120 @@
+from pathlib import Path
+
+import pytest
+
+from rectk import recipe
+from rectk.errors import RecipeError
+from tests.conftest import RECIPES
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.toml")), ids=lambda p: p.name)
+def test_every_recipe_loads_and_validates(path):
+    r = recipe.load(path)
+    assert len(r.hash) == 16
+    # The resolved form validates again to the same hash.
+    assert recipe.recipe_hash(recipe.to_dict(r.config)) == r.hash
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_base_defaults_equal_schema_defaults():
+    """recipes/base.toml lists every key with the schema's default."""
+    from rectk.config import RunConfig
+
+    base = recipe.load(RECIPES / "base.toml")
+    schema = recipe.from_dict(RunConfig, {})
+    assert base.resolved == recipe.to_dict(schema)
+
+
+def test_layering_and_overrides(tmp_path):
+    base = write(tmp_path, "b.toml", "[train]\nlr = 0.5\nsteps = 7\n[model]\ndim = 8\n")
+    child = write(tmp_path, "c.toml", 'base = "b.toml"\n[train]\nlr = 0.25\n')
+    r = recipe.load(child, ["train.steps=100", "model.encoder.layers=1", "name=hello"])
+    cfg = r.config
+    assert cfg.train.lr == 0.25 and cfg.train.steps == 100 and cfg.model.dim == 8
+    assert cfg.model.encoder.layers == 1 and cfg.name == "hello"
+    assert recipe.load(child).hash != r.hash
+    assert (
+        recipe.load(child, ["train.steps=100", "model.encoder.layers=1", "name=hello"]).hash
+        == r.hash
+    )
+    del base
+
+
+def test_unknown_key_names_file_and_path(tmp_path):
+    p = write(tmp_path, "r.toml", "[train]\nlearning_rate = 0.1\n")
+    with pytest.raises(RecipeError) as err:
+        recipe.load(p)
+    msg = str(err.value)
+    assert str(p) in msg and "train.learning_rate" in msg and "unknown key" in msg
+
+
+def test_unknown_key_from_base_names_the_base_file(tmp_path):
+    write(tmp_path, "b.toml", "[model]\nwidth = 3\n")
+    child = write(tmp_path, "c.toml", 'base = "b.toml"\n')
+    with pytest.raises(RecipeError, match=r"b\.toml: key 'model\.width'"):
+        recipe.load(child)
+
+
+def test_wrong_type(tmp_path):
+    p = write(tmp_path, "r.toml", '[train]\nbatch_size = "big"\n')
+    with pytest.raises(
+        RecipeError, match=r"r\.toml: key 'train\.batch_size': expected an integer, got 'big'"
+    ):
+        recipe.load(p)
+
+
+def test_wrong_type_from_set_names_set(tmp_path):
+    p = write(tmp_path, "r.toml", "")
+    with pytest.raises(RecipeError, match=r"--set: key 'train\.lr': expected a number"):
+        recipe.load(p, ["train.lr=fast"])
+
+
+def test_missing_required_field(tmp_path):
+    p = write(tmp_path, "r.toml", '[data]\ntype = "atomic"\n')
+    with pytest.raises(RecipeError, match=r"key 'data\.path': missing required key"):
+        recipe.load(p)
+
+
+def test_unknown_plugin_name(tmp_path):
+    p = write(tmp_path, "r.toml", '[model.encoder]\ntype = "sasrek"\n')
+    with pytest.raises(RecipeError) as err:
+        recipe.load(p)
+    msg = str(err.value)
+    assert "model.encoder.type" in msg and "unknown encoder 'sasrek'" in msg and "sasrec" in msg
+
+
+def test_changing_plugin_type_replaces_the_table(tmp_path):
+    write(tmp_path, "b.toml", '[data]\ntype = "atomic"\npath = "x.inter"\ntitle_field = "t"\n')
+    child = write(
+        tmp_path, "c.toml", 'base = "b.toml"\n[data]\ntype = "sequences"\npath = "y.txt"\n'
+    )
+    cfg = recipe.load(child).config
+    assert type(cfg.data).plugin_name == "sequences" and cfg.data.path == "y.txt"
+
+
+def test_malformed_toml_and_missing_file(tmp_path):
+    with pytest.raises(RecipeError, match="not valid TOML"):
+        recipe.load(write(tmp_path, "r.toml", "[train\n"))
+    with pytest.raises(RecipeError, match="recipe file not found"):
+        recipe.load(tmp_path / "nope.toml")
+    with pytest.raises(RecipeError, match="expected KEY=VALUE"):
+        recipe.load(write(tmp_path, "ok.toml", ""), ["train.steps"])
+
+
+def test_value_checks_in_post_init(tmp_path):
+    p = write(tmp_path, "r.toml", '[model.encoder]\ntype = "sasrec"\ndropout = 1.5\n')
+    with pytest.raises(RecipeError, match="dropout"):
+        recipe.load(p)
+
+
+def test_recipe_is_frozen():
+    import dataclasses
+
+    cfg = recipe.load(RECIPES / "quickstart.toml").config
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.lr = 1.0

@@ -1,0 +1,107 @@
+"""Training end to end: recompilation, resume, NaN handling (in-process, 8 fake devices)."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from rectk import recipe as recipe_lib
+from rectk import steps
+from rectk.checkpoint import Checkpoints
+from rectk.data.pipeline import train_dataset
+from rectk.errors import TrainingError
+from rectk.run import prepare, train_and_evaluate
+from rectk.sharding import make_mesh
+from rectk.trainer import setup
+from tests.conftest import RECIPES
+
+
+def tiny_recipe(overrides):
+    return recipe_lib.load(RECIPES / "quickstart.toml", overrides)
+
+
+def test_eight_devices_are_used():
+    assert len(jax.devices()) == 8
+    assert make_mesh().shape["data"] == 8
+
+
+def test_second_train_step_does_not_recompile(tiny_overrides):
+    cfg = tiny_recipe(tiny_overrides).config
+    data, sp = prepare(cfg)
+    s = setup(cfg, data, sp, make_mesh())
+    step_fn = steps.jit_train_step(s.bound, s.state_shardings, s.batch_sharding, s.replicated)
+    ds = iter(train_dataset(sp.train, max_len=cfg.model.max_len, batch_size=64, epochs=1, seed=0))
+    key = jax.random.key(0)
+    state = s.state
+    losses = []
+    for _ in range(3):
+        batch = {k: jax.device_put(v, s.batch_sharding) for k, v in next(ds).items()}
+        state, m = step_fn(state, batch, key)
+        losses.append(float(m["loss"]))
+    assert step_fn._cache_size() == 1
+    assert all(np.isfinite(losses)) and int(state["step"]) == 3
+
+
+def test_run_writes_record_and_is_reproducible(tiny_overrides, tmp_path):
+    r = tiny_recipe(tiny_overrides)
+    summary = train_and_evaluate(r, progress=False, echo=lambda *_: None)
+    run_dir = tmp_path / "runs" / "quickstart"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert (
+        record["recipe_hash"] == r.hash
+        and record["data_fingerprint"] == summary["data_fingerprint"]
+    )
+    assert recipe_lib.load(run_dir / "recipe.toml").hash == r.hash
+    assert (run_dir / "metrics.jsonl").is_file() and list((run_dir / "tensorboard").iterdir())
+    assert set(summary["test"]) == {"model", "popularity"}
+    # Same recipe, fresh directory: identical results.
+    again = tiny_recipe([*tiny_overrides[:-1], f"run_dir={tmp_path / 'again'}"])
+    assert (
+        train_and_evaluate(again, progress=False, echo=lambda *_: None)["test"] == summary["test"]
+    )
+
+
+def test_eval_batch_size_does_not_change_metrics(tiny_overrides, tmp_path):
+    results = []
+    for bs in (8, 64):
+        r = tiny_recipe(
+            [
+                *tiny_overrides[:-1],
+                f"run_dir={tmp_path / str(bs)}",
+                f"eval.batch_size={bs}",
+                "train.steps=6",
+            ]
+        )
+        results.append(train_and_evaluate(r, progress=False, echo=lambda *_: None))
+    assert results[0]["test"] == results[1]["test"]
+    assert results[0]["valid"] == results[1]["valid"]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_overrides, tmp_path):
+    base = [*tiny_overrides, "train.checkpoint_every=1", "train.steps=40", "train.eval_every=100"]
+    cfg = tiny_recipe(base).config
+    _, sp = prepare(cfg)
+    ds = train_dataset(sp.train, max_len=cfg.model.max_len, batch_size=64, epochs=10, seed=cfg.seed)
+    seen: set[int] = set()
+    poison = None
+    for n, batch in enumerate(ds):
+        targets = set(np.unique(batch["target"]).tolist()) - {0}
+        if n >= 3:
+            fresh = sorted(targets - seen)
+            if fresh:
+                poison, poison_step = fresh[0], n + 1
+                break
+        seen |= targets
+    assert poison is not None
+    r = recipe_lib.load(
+        RECIPES / "quickstart.toml",
+        [*base, 'plugins=["tests.nan_plugin"]', f'loss={{type="nan_on_item", item={poison}}}'],
+    )
+    with pytest.raises(TrainingError) as err:
+        train_and_evaluate(r, progress=False, echo=lambda *_: None)
+    msg = str(err.value)
+    assert f"at step {poison_step}" in msg and f"checkpoint (step {poison_step - 1})" in msg
+    ckpt = Checkpoints(tmp_path / "runs" / "quickstart" / "checkpoints", keep=2, monitor="ndcg@10")
+    assert ckpt.latest_step() == poison_step - 1
+    ckpt.close()
