@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
             help="override a recipe key, e.g. --set train.steps=100 (repeatable)",
         )
         r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        r.add_argument("--distributed", action="store_true",
+                       help="call jax.distributed.initialize() first (multi-host runs)")
 
     e = sub.add_parser("evaluate", help="print a finished run's validation and test metrics")
     e.add_argument("--run", required=True, help="run directory, e.g. runs/quickstart")
@@ -47,6 +49,10 @@ def _cmd_run(args, show_recs: bool) -> None:
     from rectk import recipe as recipe_lib
     from rectk.run import format_metrics, load_run, recommend, run_dir_of
 
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()
     recipe = recipe_lib.load(args.recipe, args.set)
     cfg = recipe.config
     print(f"recipe {args.recipe} (hash {recipe.hash})")

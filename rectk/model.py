@@ -19,6 +19,10 @@ class Recommender(nnx.Module):
       encoder: ``encoder(emb_bld, mask_bl, *, rngs) -> hidden_bld``, causal where training
         uses every position; ``rngs`` is None in evaluation.
       head: ``head(user_nd, items_vd) -> scores_nv``.
+
+    With ``mask_token`` (tasks trained by masked-item prediction, like BERT4Rec's Cloze task),
+    input id ``vocab_size`` is a MASK whose embedding is learned here (it is never an item to
+    score), and the user state is read at a MASK appended after the history.
     """
 
     def __init__(
@@ -29,6 +33,7 @@ class Recommender(nnx.Module):
         num_users: int,
         catalogue: Catalogue | None,
         rngs: nnx.Rngs,
+        mask_token: bool = False,
     ):
         self.dim = cfg.dim
         self.max_len = cfg.max_len
@@ -39,6 +44,8 @@ class Recommender(nnx.Module):
             dim=cfg.dim, max_len=cfg.max_len, num_users=num_users, rngs=rngs
         )
         self.head = cfg.head.build(dim=cfg.dim, rngs=rngs)
+        init = nnx.with_partitioning(nnx.initializers.normal(0.02), (None, "embed"))
+        self.mask_token = nnx.Param(init(rngs.params(), (1, cfg.dim))) if mask_token else None
 
     def item_table(self) -> jax.Array:
         return self.item_tower()
@@ -52,6 +59,8 @@ class Recommender(nnx.Module):
         rngs: nnx.Rngs | None = None,
     ) -> jax.Array:
         """Hidden states at every position, ``[B, L, D]``."""
+        if self.mask_token is not None:  # input id V (one past the table) is the MASK
+            table_vd = jnp.concatenate([table_vd, self.mask_token[...].astype(table_vd.dtype)])
         mask_bl = history_bl > 0
         emb_bld = jnp.take(table_vd, history_bl, axis=0) * mask_bl[..., None]
         return self.encoder(emb_bld, mask_bl, users_b=users_b, rngs=rngs)
@@ -60,6 +69,9 @@ class Recommender(nnx.Module):
         self, history_bl: jax.Array, table_vd: jax.Array, users_b: jax.Array | None = None
     ) -> jax.Array:
         """The state after the most recent item (histories are left-padded), ``[B, D]``."""
+        if self.mask_token is not None:  # shift left, append MASK: the state that predicts it
+            mask_b1 = jnp.full_like(history_bl[:, :1], table_vd.shape[0])
+            history_bl = jnp.concatenate([history_bl[:, 1:], mask_b1], axis=1)
         return self.encode(history_bl, table_vd, users_b=users_b)[:, -1, :]
 
 
@@ -70,10 +82,16 @@ def build_model(
     num_users: int,
     catalogue: Catalogue | None,
     rngs: nnx.Rngs,
+    mask_token: bool = False,
 ) -> Recommender:
     """Builds the model. Modules annotate parameters with *logical* axis names, which the
     recipe's mesh rules map to mesh axes later, so Flax's eager sharding stays off here."""
     with nnx.use_eager_sharding(False):
         return Recommender(
-            cfg, vocab_size=vocab_size, num_users=num_users, catalogue=catalogue, rngs=rngs
+            cfg,
+            vocab_size=vocab_size,
+            num_users=num_users,
+            catalogue=catalogue,
+            rngs=rngs,
+            mask_token=mask_token,
         )

@@ -35,8 +35,9 @@ _DISCOVERED = False
 class Registry(Generic[T]):
     """Name -> plugin mapping for one kind of plugin (encoders, heads, ...)."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, plural: str | None = None):
         self.kind = kind
+        self.plural = plural or f"{kind}s"
         self._entries: dict[str, T] = {}
         self._origins: dict[str, str] = {}
 
@@ -65,7 +66,7 @@ class Registry(Generic[T]):
 
     def _unknown_message(self, name: str) -> str:
         known = sorted(self._entries)
-        msg = f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(known) or '(none)'}"
+        msg = f"unknown {self.kind} {name!r}; known {self.plural}: {', '.join(known) or '(none)'}"
         close = difflib.get_close_matches(name, known, n=3)
         if close:
             msg += f". Did you mean {' or '.join(repr(c) for c in close)}?"
@@ -124,7 +125,7 @@ datasets: Registry[Any] = Registry("dataset")
 encoders: Registry[Any] = Registry("encoder")
 item_towers: Registry[Any] = Registry("item tower")
 heads: Registry[Any] = Registry("head")
-losses: Registry[Any] = Registry("loss")
+losses: Registry[Any] = Registry("loss", "losses")
 samplers: Registry[Any] = Registry("sampler")
 rerankers: Registry[Any] = Registry("reranker")
 metrics: Registry[Any] = Registry("metric")

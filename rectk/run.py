@@ -26,7 +26,7 @@ from rectk.evaluate import Evaluator, item_chunk
 from rectk.logging import MetricsLog
 from rectk.model import build_model
 from rectk.rundir import RunDir
-from rectk.trainer import fit, popularity_rank_fn, rank_fn, setup
+from rectk.trainer import fit, popularity_rank_fn, rank_fn, setup, uses_mask_token
 
 
 def run_dir_of(cfg: RunConfig) -> RunDir:
@@ -160,6 +160,7 @@ def load_run(path: str | Path) -> Loaded:
         num_users=len(vocab["user_ids"]) + 1,
         catalogue=catalogue,
         rngs=nnx.Rngs(params=jax.random.key(cfg.seed)),
+        mask_token=uses_mask_token(cfg),
     )
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]
     tx = steps.make_optimizer(cfg.train, max(cfg.train.steps, 2))

@@ -71,6 +71,7 @@ def setup(cfg: RunConfig, data: Dataset, split: Split, mesh) -> Setup:
             num_users=inter.num_users + 1,
             catalogue=data.catalogue,
             rngs=nnx.Rngs(params=jax.random.key(cfg.seed)),
+            mask_token=uses_mask_token(cfg),
         )
 
     graphdef, abs_params, abs_rest = nnx.split(nnx.eval_shape(make), nnx.Param, ...)  # type: ignore[misc]
@@ -92,7 +93,10 @@ def setup(cfg: RunConfig, data: Dataset, split: Split, mesh) -> Setup:
     )
     state = jax.device_put(state, state_sh)
     dtype = jnp.bfloat16 if cfg.train.dtype == "bfloat16" else jnp.float32
-    bound = steps.Bound(graphdef=graphdef, rest=rest, loss=cfg.loss, tx=tx, compute_dtype=dtype)
+    loss = cfg.loss
+    if hasattr(loss, "prepare"):  # e.g. a popularity sampler: the training item counts
+        loss = loss.prepare(item_counts=np.bincount(split.train.items, minlength=inter.vocab_size))
+    bound = steps.Bound(graphdef=graphdef, rest=rest, loss=loss, tx=tx, compute_dtype=dtype)
     return Setup(
         cfg=cfg,
         mesh=mesh,
@@ -107,6 +111,11 @@ def setup(cfg: RunConfig, data: Dataset, split: Split, mesh) -> Setup:
         num_items=inter.num_items,
         chunk=item_chunk(cfg.eval.item_chunk, inter.num_items),
     )
+
+
+def uses_mask_token(cfg: RunConfig) -> bool:
+    """Whether the task trains by masked-item prediction (the model then learns a MASK input)."""
+    return bool(getattr(cfg.task, "mask_token", False))
 
 
 def rank_fn(s: Setup):
@@ -135,6 +144,7 @@ def fit(
     """Trains to ``total_steps`` or early stopping; resumes from the latest checkpoint."""
     cfg = s.cfg
     tc = cfg.train
+    task_transform = getattr(cfg.task, "train_transform", None)  # a task's per-window map
     ds = train_dataset(
         split.train,
         max_len=cfg.model.max_len,
@@ -143,6 +153,7 @@ def fit(
         seed=cfg.seed,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
+        transform=task_transform(vocab_size=s.num_items + 1) if task_transform else None,
     )
     it = iter(ds.to_iter_dataset())
     valid = Evaluator(

@@ -105,3 +105,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_overrides, tmp_path)
     ckpt = Checkpoints(tmp_path / "runs" / "quickstart" / "checkpoints", keep=2, monitor="ndcg@10")
     assert ckpt.latest_step() == poison_step - 1
     ckpt.close()
+
+
+def test_bfloat16_compute_trains(tiny_overrides):
+    r = tiny_recipe([*tiny_overrides, "train.dtype=bfloat16", "train.steps=6"])
+    summary = train_and_evaluate(r, progress=False, echo=lambda *_: None)
+    assert 0.0 <= summary["test"]["model"]["ndcg@10"] <= 1.0

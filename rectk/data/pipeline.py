@@ -70,19 +70,23 @@ def train_dataset(
     seed: int,
     process_index: int = 0,
     process_count: int = 1,
+    transform: grain.transforms.RandomMap | None = None,
 ) -> grain.MapDataset:
     """Seeded, reshuffled-every-epoch batches of training windows for this process.
 
     Each epoch is one pass over every training target; the last batch of an epoch is padded.
+    ``transform`` (a task's, e.g. masking items) maps each window with a generator seeded by
+    ``seed`` and the element's index, so it is reproducible and resumes exactly.
     """
     windows = training_windows(train, max_len)
     ds = grain.MapDataset.source(windows)
     ds = ds[process_index::process_count]
     local = batch_size // process_count
+    ds = ds.shuffle(seed=seed).map(_MakeWindow(train, max_len))
+    if transform is not None:
+        ds = ds.random_map(transform, seed=seed)
     return (
-        ds.shuffle(seed=seed)
-        .map(_MakeWindow(train, max_len))
-        .batch(local, drop_remainder=False)
+        ds.batch(local, drop_remainder=False)
         .map(lambda b: pad_batch(b, local))
         .repeat(epochs)
     )
