@@ -25,8 +25,11 @@ def _parser() -> argparse.ArgumentParser:
             help="override a recipe key, e.g. --set train.steps=100 (repeatable)",
         )
         r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-        r.add_argument("--distributed", action="store_true",
-                       help="call jax.distributed.initialize() first (multi-host runs)")
+        r.add_argument(
+            "--distributed",
+            action="store_true",
+            help="call jax.distributed.initialize() first (multi-host runs)",
+        )
 
     e = sub.add_parser("evaluate", help="print a finished run's validation and test metrics")
     e.add_argument("--run", required=True, help="run directory, e.g. runs/quickstart")

@@ -146,3 +146,25 @@ def test_pipeline_is_seeded_and_resumable():
     it2 = iter(ds.to_iter_dataset())
     it2.set_state(state)
     assert head + [b["target"].tolist() for b in it2] == first
+
+
+def test_csv_dataset_with_catalogue_and_prerequisites(tmp_path):
+    from rectk import registry
+
+    inter = write(tmp_path, "i.csv", "user_id,item_id,timestamp\nA,c2,1\nA,c1,2\n")
+    cat = write(
+        tmp_path,
+        "c.csv",
+        'item_id,title,description\nc1,Intro,"Basics, gently"\nc2,Advanced,Hard\nc3,New,Never taken\n',
+    )
+    pre = write(tmp_path, "p.csv", "c2,c1\nc3,c2\n")
+    ds = registry.datasets.get("csv")(
+        path=str(inter), catalogue=str(cat), prerequisites=str(pre)
+    ).load()
+    assert ds.interactions.item_ids == ("c1", "c2", "c3")  # catalogue order; c3 has no interactions
+    assert ds.interactions.item.tolist() == [2, 1]
+    assert ds.catalogue.titles == ("Intro", "Advanced", "New")
+    assert ds.catalogue.descriptions[0] == "Basics, gently"
+    assert ds.catalogue.prerequisites.tolist() == [[2, 1], [3, 2]]
+    with pytest.raises(DataError, match=r"c2\.csv, line 3: item 'c1' appears twice"):
+        readers.read_catalogue(write(tmp_path, "c2.csv", "item_id,title\nc1,A\nc1,B\n"))

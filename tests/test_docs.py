@@ -32,7 +32,9 @@ def test_every_base_key_is_documented():
     assert not missing, f"undocumented recipe keys: {missing}"
 
 
-@pytest.mark.parametrize("module", ["rectk.registry", "rectk.data.readers", "rectk.data.pipeline", "rectk.ranking"])
+@pytest.mark.parametrize(
+    "module", ["rectk.registry", "rectk.data.readers", "rectk.data.pipeline", "rectk.ranking"]
+)
 def test_doctests(module):
     mod = importlib.import_module(module)
     failures, tried = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)

@@ -22,7 +22,9 @@ def test_readme_first_command_runs_the_quickstart():
 
 
 def test_every_package_folder_is_listed_in_pyproject():
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
     found = set()
     for top, name in (("rectk", "rectk"), ("plugins", "rectk_plugins")):
         for init in (ROOT / top).rglob("__init__.py"):
@@ -34,9 +36,10 @@ def test_every_package_folder_is_listed_in_pyproject():
 def test_bundled_data_carries_its_licence():
     folder = ROOT / "plugins" / "datasets" / "university_courses"
     assert (folder / "LICENSE.md").is_file()
-    assert "CC BY-NC-SA 4.0" in (folder / "LICENSE.md").read_text() or "Attribution-NonCommercial-ShareAlike" in (
-        folder / "LICENSE.md"
-    ).read_text()
+    assert (
+        "CC BY-NC-SA 4.0" in (folder / "LICENSE.md").read_text()
+        or "Attribution-NonCommercial-ShareAlike" in (folder / "LICENSE.md").read_text()
+    )
     assert (folder / "cs_courses.csv").is_file() and (folder / "cs_edges.csv").is_file()
 
 

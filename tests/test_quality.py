@@ -13,8 +13,14 @@ def test_sasrec_beats_popularity_on_ml100k(tmp_path):
     shared("ml-100k", "ml-100k.inter")
     r = recipe_lib.load(
         RECIPES / "ml100k_sasrec.toml",
-        [f"run_dir={tmp_path}", "train.epochs=20", "train.lr=3e-3", "train.patience=0", "eval.baselines=['popularity']",
-         "data.path=" + str(shared("ml-100k", "ml-100k.inter"))],
+        [
+            f"run_dir={tmp_path}",
+            "train.epochs=20",
+            "train.lr=3e-3",
+            "train.patience=0",
+            "eval.baselines=['popularity']",
+            "data.path=" + str(shared("ml-100k", "ml-100k.inter")),
+        ],
     )
     summary = train_and_evaluate(r, progress=False, echo=lambda *_: None)
     model, pop = summary["test"]["model"], summary["test"]["popularity"]

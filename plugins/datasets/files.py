@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+
 from rectk import registry
 from rectk.data import readers
 from rectk.data.types import Catalogue, Dataset
@@ -14,7 +16,12 @@ from rectk.recipe import registered
 @registered(registry.datasets, "csv")
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DelimitedFile:
-    """A CSV/TSV file with a header naming its columns (``time``/``value`` may be "")."""
+    """A CSV/TSV file with a header naming its columns (``time``/``value`` may be "").
+
+    ``catalogue``: optional CSV with a header (``item_id``, ``title``, ``description``
+    columns); every catalogue item gets an id, including items nobody interacted with.
+    ``prerequisites``: optional CSV without header, ``course,prerequisite`` per line.
+    """
 
     path: str
     user: str = "user_id"
@@ -22,8 +29,13 @@ class DelimitedFile:
     time: str = "timestamp"
     value: str = ""
     delimiter: str = ","
+    catalogue: str = ""
+    prerequisites: str = ""
 
     def load(self) -> Dataset:
+        ids: tuple[str, ...] | None = None
+        if self.catalogue:
+            ids, titles, texts = readers.read_catalogue(self.catalogue)
         inter = readers.read_delimited(
             self.path,
             user=self.user,
@@ -31,8 +43,26 @@ class DelimitedFile:
             time=self.time or None,
             value=self.value or None,
             delimiter=self.delimiter,
+            item_vocab=ids,
         )
-        return Dataset(name=Path(self.path).stem, interactions=inter, source=self.path)
+        catalogue = None
+        if ids is not None:
+            from rectk.data.catalogue_io import read_prerequisites
+
+            edges = (
+                read_prerequisites(self.prerequisites, inter.item_ids).pairs
+                if self.prerequisites
+                else np.zeros((0, 2), np.int32)
+            )
+            catalogue = Catalogue(
+                item_ids=inter.item_ids,
+                titles=tuple(titles.get(i, "") for i in inter.item_ids),
+                descriptions=tuple(texts.get(i, "") for i in inter.item_ids),
+                prerequisites=edges,
+            )
+        return Dataset(
+            name=Path(self.path).stem, interactions=inter, catalogue=catalogue, source=self.path
+        )
 
 
 @registered(registry.datasets, "atomic")

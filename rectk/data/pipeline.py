@@ -85,11 +85,7 @@ def train_dataset(
     ds = ds.shuffle(seed=seed).map(_MakeWindow(train, max_len))
     if transform is not None:
         ds = ds.random_map(transform, seed=seed)
-    return (
-        ds.batch(local, drop_remainder=False)
-        .map(lambda b: pad_batch(b, local))
-        .repeat(epochs)
-    )
+    return ds.batch(local, drop_remainder=False).map(lambda b: pad_batch(b, local)).repeat(epochs)
 
 
 def eval_batches(

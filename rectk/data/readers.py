@@ -201,3 +201,41 @@ def read_item_titles(
                 if j not in (ii, ti)
             )
     return tuple(ids), titles, texts
+
+
+def read_catalogue(
+    path: str | Path,
+    *,
+    item: str = "item_id",
+    title: str = "title",
+    description: str = "description",
+    delimiter: str = ",",
+) -> tuple[tuple[str, ...], dict[str, str], dict[str, str]]:
+    """A catalogue file with a header: item id, title and (optional column) description."""
+    p = check_file(path, "catalogue file")
+    ids: list[str] = []
+    titles: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    with p.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = [h.split(":")[0].strip() for h in next(reader, [])]
+        for col in (item, title):
+            if col not in header:
+                raise DataError(f"{p}, line 1: no column {col!r} (columns: {', '.join(header)})")
+        ii, ti = header.index(item), header.index(title)
+        di = header.index(description) if description in header else None
+        width = max(ii, ti, di or 0) + 1
+        for row in reader:
+            if not row:
+                continue
+            if len(row) < width:
+                raise DataError(
+                    f"{p}, line {reader.line_num}: expected at least {width} columns, found {len(row)}"
+                )
+            rid = row[ii].strip()
+            if rid in titles:
+                raise DataError(f"{p}, line {reader.line_num}: item {rid!r} appears twice")
+            ids.append(rid)
+            titles[rid] = row[ti].strip()
+            texts[rid] = row[di].strip() if di is not None else ""
+    return tuple(ids), titles, texts
