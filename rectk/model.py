@@ -75,6 +75,33 @@ class Recommender(nnx.Module):
         return self.encode(history_bl, table_vd, users_b=users_b)[:, -1, :]
 
 
+def trainable_filter(model: Recommender):
+    """An nnx filter selecting the parameters the optimiser updates.
+
+    Every ``nnx.Param`` trains unless a sub-module says otherwise through a method
+    ``frozen(path, variable) -> bool`` (paths relative to that sub-module): a pretrained text
+    encoder fine-tuned with LoRA freezes its base weights this way. What is not trained is
+    carried in the train state's ``rest`` (passed to the steps, never baked into them).
+    """
+    judges = [
+        (tuple(path), getattr(module, "frozen"))  # noqa: B009
+        for path, module in nnx.iter_modules(model)
+        if callable(getattr(module, "frozen", None))
+    ]
+
+    def keep(path, variable) -> bool:
+        if not isinstance(variable, nnx.Param):
+            return False
+        for prefix, frozen in judges:
+            if tuple(path[: len(prefix)]) == prefix and frozen(
+                tuple(path[len(prefix) :]), variable
+            ):
+                return False
+        return True
+
+    return keep
+
+
 def build_model(
     cfg: ModelConfig,
     *,

@@ -24,7 +24,7 @@ from rectk.data.types import Dataset
 from rectk.errors import DataError, RectkError
 from rectk.evaluate import Evaluator, item_chunk
 from rectk.logging import MetricsLog
-from rectk.model import build_model
+from rectk.model import build_model, trainable_filter
 from rectk.rundir import RunDir
 from rectk.trainer import fit, popularity_rank_fn, rank_fn, setup, uses_mask_token
 
@@ -56,7 +56,8 @@ def train_and_evaluate(recipe: recipe_lib.Recipe, *, progress: bool = True, echo
     mesh = shd.make_mesh(cfg.mesh.data, cfg.mesh.model)
     s = setup(cfg, data, sp, mesh)
     echo(
-        f"model: {sum(x.size for x in jax.tree.leaves(s.state['params'])):,} parameters; "
+        f"model: {sum(x.size for x in jax.tree.leaves(s.state['params'])):,} trained parameters "
+        f"({sum(x.size for x in jax.tree.leaves(s.state['rest'])):,} other values); "
         f"{s.total_steps} steps ({s.steps_per_epoch} per epoch) on {mesh.shape['data']} "
         f"data-parallel device(s); run directory {rd.path}"
     )
@@ -77,7 +78,7 @@ def train_and_evaluate(recipe: recipe_lib.Recipe, *, progress: bool = True, echo
         )
         ranks = rank_fn(s)
         t1 = time.perf_counter()
-        scores = {"model": test.metrics(lambda b: ranks(result.params, b))}
+        scores = {"model": test.metrics(functools.partial(ranks, result.weights))}
         eval_s = time.perf_counter() - t1
         train_items = sp.train.items
         for name in cfg.eval.baselines:
@@ -128,7 +129,7 @@ def format_metrics(scores: dict[str, dict[str, float]], ks) -> str:
 @dataclasses.dataclass
 class Loaded:
     cfg: RunConfig
-    params: Any
+    weights: Any
     bound: steps.Bound
     vocab: dict
     item_index: dict[str, int]
@@ -162,10 +163,12 @@ def load_run(path: str | Path) -> Loaded:
         rngs=nnx.Rngs(params=jax.random.key(cfg.seed)),
         mask_token=uses_mask_token(cfg),
     )
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]
+    graphdef, params, rest = nnx.split(model, trainable_filter(model), ...)  # type: ignore[misc]
     tx = steps.make_optimizer(cfg.train, max(cfg.train.steps, 2))
     abstract = jax.eval_shape(
-        lambda p: {"params": p, "opt": tx.init(p), "step": jnp.zeros((), jnp.int32)}, params
+        lambda p, r: {"params": p, "opt": tx.init(p), "step": jnp.zeros((), jnp.int32), "rest": r},
+        params,
+        rest,
     )
     ckpt = Checkpoints(rd.checkpoints, keep=cfg.train.keep_checkpoints, monitor=cfg.train.monitor)
     try:
@@ -176,10 +179,10 @@ def load_run(path: str | Path) -> Loaded:
         state, _ = ckpt.restore(best if best >= 0 else latest, abstract)
     finally:
         ckpt.close()
-    bound = steps.Bound(graphdef=graphdef, rest=rest, loss=cfg.loss, tx=tx)
+    bound = steps.Bound(graphdef=graphdef, loss=cfg.loss, tx=tx)
     return Loaded(
         cfg=cfg,
-        params=state["params"],
+        weights={"params": state["params"], "rest": state["rest"]},
         bound=bound,
         vocab=vocab,
         item_index={r: i + 1 for i, r in enumerate(vocab["item_ids"])},
@@ -223,7 +226,7 @@ def recommend(
         "input": left_pad(items, run.cfg.model.max_len)[None],
         "seen": left_pad(items, seen_len)[None],
     }
-    scores, ids = run.top_k_fn(k)(run.params, batch)
+    scores, ids = run.top_k_fn(k)(run.weights, batch)
     out = []
     for s, i in zip(np.asarray(scores[0]), np.asarray(ids[0]), strict=False):
         if not np.isfinite(s):

@@ -1,7 +1,7 @@
 """Pure, jitted steps: ``train_step(state, batch, key)`` and the evaluation scorers.
 
 The model and recipe are bound with ``functools.partial`` (never traced); the state is a plain
-pytree ``{"params", "opt", "step"}`` so it shards, donates and checkpoints as one tree.
+pytree ``{"params", "opt", "step", "rest"}`` (``rest``: what is not trained) so it shards, donates and checkpoints as one tree.
 """
 
 from __future__ import annotations
@@ -56,13 +56,12 @@ class Bound:
     """What the steps close over: the model's graph, its non-trainable state, loss, optimizer."""
 
     graphdef: Any
-    rest: Any
     loss: Any
     tx: optax.GradientTransformation
     compute_dtype: Any = jnp.float32
 
-    def model(self, params):
-        return nnx.merge(self.graphdef, params, self.rest)
+    def model(self, params, rest):
+        return nnx.merge(self.graphdef, params, rest)
 
 
 def _cast(tree, dtype):
@@ -77,7 +76,7 @@ def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):
     dropout_key, loss_key = jax.random.split(key)
 
     def loss_fn(params):
-        model = bound.model(_cast(params, bound.compute_dtype))
+        model = bound.model(_cast(params, bound.compute_dtype), state["rest"])
         table_vd = model.item_table()
         h_bld = model.encode(
             batch["input"], table_vd, users_b=batch["user"], rngs=nnx.Rngs(dropout=dropout_key)
@@ -95,7 +94,7 @@ def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):
     loss, grads = jax.value_and_grad(loss_fn)(state["params"])
     updates, opt = bound.tx.update(grads, state["opt"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    new_state = {"params": params, "opt": opt, "step": state["step"] + 1}
+    new_state = {"params": params, "opt": opt, "step": state["step"] + 1, "rest": state["rest"]}
     return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
 
 
@@ -114,8 +113,8 @@ def jit_train_step(bound: Bound, state_shardings, batch_sharding, replicated):
 # ---------------------------------------------------------------------------------------------
 
 
-def _model_scorer(bound: Bound, params, batch):
-    model = bound.model(params)
+def _model_scorer(bound: Bound, weights, batch):
+    model = bound.model(weights["params"], weights["rest"])
     table_vd = model.item_table()
     user_bd = model.user_states(batch["input"], table_vd, batch["user"])
     v = table_vd.shape[0]
@@ -130,16 +129,17 @@ def _model_scorer(bound: Bound, params, batch):
     return user_bd, score_chunk, score_targets
 
 
-def model_ranks(bound: Bound, num_items: int, chunk: int, params, batch):
-    user_bd, score_chunk, score_targets = _model_scorer(bound, params, batch)
+def model_ranks(bound: Bound, num_items: int, chunk: int, weights, batch):
+    """Ranks of the batch's targets; ``weights`` = ``{"params", "rest"}`` of the train state."""
+    user_bd, score_chunk, score_targets = _model_scorer(bound, weights, batch)
     t_b = score_targets(user_bd, batch["target"])
     return ranking.target_ranks(
         user_bd, score_chunk, batch["target"], t_b, batch["seen"], num_items=num_items, chunk=chunk
     )
 
 
-def model_top_k(bound: Bound, num_items: int, chunk: int, k: int, params, batch):
-    user_bd, score_chunk, _ = _model_scorer(bound, params, batch)
+def model_top_k(bound: Bound, num_items: int, chunk: int, k: int, weights, batch):
+    user_bd, score_chunk, _ = _model_scorer(bound, weights, batch)
     return ranking.top_k(user_bd, score_chunk, batch["seen"], k=k, num_items=num_items, chunk=chunk)
 
 

@@ -29,7 +29,7 @@ from rectk.data.types import Dataset
 from rectk.errors import RectkError, TrainingError
 from rectk.evaluate import Evaluator, item_chunk
 from rectk.logging import MetricsLog
-from rectk.model import build_model
+from rectk.model import build_model, trainable_filter
 
 
 @dataclasses.dataclass
@@ -74,18 +74,20 @@ def setup(cfg: RunConfig, data: Dataset, split: Split, mesh) -> Setup:
             mask_token=uses_mask_token(cfg),
         )
 
-    graphdef, abs_params, abs_rest = nnx.split(nnx.eval_shape(make), nnx.Param, ...)  # type: ignore[misc]
+    abstract = nnx.eval_shape(make)
+    trainable = trainable_filter(abstract)
+    graphdef, abs_params, abs_rest = nnx.split(abstract, trainable, ...)  # type: ignore[misc]
     param_sh = shd.state_shardings(abs_params, mesh, cfg.mesh.rules)
     rest_sh = shd.state_shardings(abs_rest, mesh, cfg.mesh.rules)
 
     def init():
-        _, params, rest = nnx.split(make(), nnx.Param, ...)
+        _, params, rest = nnx.split(make(), trainable, ...)
         return params, rest
 
     params, rest = jax.jit(init, out_shardings=(param_sh, rest_sh))()
     tx = steps.make_optimizer(cfg.train, total)
     opt = jax.jit(tx.init)(params)
-    state = {"params": params, "opt": opt, "step": jnp.zeros((), jnp.int32)}
+    state = {"params": params, "opt": opt, "step": jnp.zeros((), jnp.int32), "rest": rest}
     # Optimiser moments follow their parameters; scalars (counts, step) are replicated.
     repl = shd.replicated(mesh)
     state_sh = jax.tree.map(
@@ -96,7 +98,7 @@ def setup(cfg: RunConfig, data: Dataset, split: Split, mesh) -> Setup:
     loss = cfg.loss
     if hasattr(loss, "prepare"):  # e.g. a popularity sampler: the training item counts
         loss = loss.prepare(item_counts=np.bincount(split.train.items, minlength=inter.vocab_size))
-    bound = steps.Bound(graphdef=graphdef, rest=rest, loss=loss, tx=tx, compute_dtype=dtype)
+    bound = steps.Bound(graphdef=graphdef, loss=loss, tx=tx, compute_dtype=dtype)
     return Setup(
         cfg=cfg,
         mesh=mesh,
@@ -119,17 +121,22 @@ def uses_mask_token(cfg: RunConfig) -> bool:
 
 
 def rank_fn(s: Setup):
-    """Jitted ``(params, batch) -> ranks`` of the model."""
+    """Jitted ``(weights, batch) -> ranks`` of the model; ``weights = weights_of(state)``."""
     f = jax.jit(
         functools.partial(steps.model_ranks, s.bound, s.num_items, s.chunk),
-        in_shardings=(s.state_shardings["params"], s.batch_sharding),
+        in_shardings=(weights_of(s.state_shardings), s.batch_sharding),
     )
     return f
 
 
+def weights_of(state: dict) -> dict:
+    """What scoring needs from a train state: trained params and the rest."""
+    return {"params": state["params"], "rest": state["rest"]}
+
+
 @dataclasses.dataclass
 class TrainResult:
-    params: Any
+    weights: Any  # {"params", "rest"} at the best validation step
     best_step: int
     best_value: float
     last_step: int
@@ -229,7 +236,7 @@ def fit(
             epoch_train_s = 0.0
         validate = step % eval_every == 0 or step == s.total_steps
         if validate:
-            metrics = valid.metrics(functools.partial(ranks, state["params"]))
+            metrics = valid.metrics(functools.partial(ranks, weights_of(state)))
             value = (
                 metrics[tc.monitor] if tc.monitor in metrics else _bad_monitor(tc.monitor, metrics)
             )
@@ -262,12 +269,10 @@ def _bad_monitor(name: str, metrics: dict) -> float:
 
 def _result(ckpt: Checkpoints, state, meta: dict, last: int) -> TrainResult:
     best = int(meta["best_step"])
-    params = state["params"]
     if best >= 0 and best != last:
-        restored, _ = ckpt.restore(best, abstract_like(state))
-        params = restored["params"]
+        state, _ = ckpt.restore(best, abstract_like(state))
     return TrainResult(
-        params=params,
+        weights=weights_of(state),
         best_step=best,
         best_value=float(meta["best_value"]),
         last_step=last,
