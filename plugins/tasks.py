@@ -1,10 +1,23 @@
-"""Tasks: what a recipe trains and evaluates."""
+"""Tasks: what a recipe trains and evaluates.
+
+A task may shape the training batches and the model's input (both optional, read by the trainer):
+
+- ``train_transform(*, vocab_size) -> grain.transforms.RandomMap | None``: a seeded per-window
+  map applied to every training window ``{"user", "input", "target"}`` before batching.
+- ``mask_token: bool`` (class attribute): the model learns a MASK input embedding at id
+  ``vocab_size`` and reads a learner's state at a MASK appended after the history.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
+
+import grain
+import numpy as np
 
 from rectk import registry
+from rectk.errors import RectkError
 from rectk.recipe import registered
 
 
@@ -13,6 +26,75 @@ from rectk.recipe import registered
 class NextItem:
     """Next-item (next-course) recommendation from a learner's history: train on every
     (prefix -> next item) target, evaluate by full ranking on held-out last items."""
+
+    mask_token: ClassVar[bool] = False
+
+    def train_transform(self, *, vocab_size: int) -> None:
+        del vocab_size
+
+    def run(self, recipe, *, progress: bool = True) -> dict:
+        from rectk.run import train_and_evaluate
+
+        encoder = recipe.config.model.encoder
+        if getattr(encoder, "bidirectional", False):
+            raise RectkError(
+                f"encoder {type(encoder).plugin_name!r} is bidirectional: next-item training "
+                "would let every position see its own target. Train it with masked items: "
+                'set [task] type = "masked_item"'
+            )
+        return train_and_evaluate(recipe, progress=progress)
+
+
+class MaskItems(grain.transforms.RandomMap):
+    """Cloze masking of one training window (BERT4Rec, Sun et al. 2019).
+
+    The window's items (``input`` shifted by one, plus the last ``target``) each become
+    ``mask_id`` with probability ``mask_prob`` (at least one per window: the last item when the
+    draw masks none); ``target`` holds the original item at masked positions and 0 elsewhere.
+
+    >>> w = {"user": 1, "input": np.array([0, 3, 4]), "target": np.array([3, 4, 5])}
+    >>> out = MaskItems(mask_prob=0.0, mask_id=9).random_map(w, np.random.default_rng(0))
+    >>> out["input"].tolist(), out["target"].tolist()
+    ([3, 4, 9], [0, 0, 5])
+    """
+
+    def __init__(self, *, mask_prob: float, mask_id: int):
+        self.mask_prob, self.mask_id = mask_prob, mask_id
+
+    def random_map(self, element: dict, rng: np.random.Generator) -> dict:
+        items_l = np.concatenate([element["input"][1:], element["target"][-1:]])
+        real_l = items_l > 0
+        masked_l = real_l & (rng.random(items_l.shape) < self.mask_prob)
+        if not masked_l.any() and real_l.any():
+            masked_l[-1] = True  # the most recent item (windows are left-padded)
+        return {
+            "user": element["user"],
+            "input": np.where(masked_l, self.mask_id, items_l).astype(np.int32),
+            "target": np.where(masked_l, items_l, 0).astype(np.int32),
+        }
+
+
+@registered(registry.tasks, "masked_item")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MaskedItem:
+    """Next-item recommendation trained by masked-item prediction (BERT4Rec's Cloze task).
+
+    Each training window of the learner's last ``model.max_len`` items has a ``mask_prob``
+    share of its items replaced by a MASK token; the loss predicts the items at masked
+    positions only. Evaluation and recommendation append a MASK after the history (dropping
+    the oldest item of a full window) and rank items at it. Use it with a bidirectional
+    encoder (``bert4rec``); the paper uses ``mask_prob`` 0.2 for MovieLens and 0.6 for Beauty.
+    """
+
+    mask_prob: float = 0.2
+    mask_token: ClassVar[bool] = True
+
+    def __post_init__(self):
+        if not 0.0 < self.mask_prob <= 1.0:
+            raise ValueError("task.mask_prob must lie in (0, 1]")
+
+    def train_transform(self, *, vocab_size: int) -> MaskItems:
+        return MaskItems(mask_prob=self.mask_prob, mask_id=vocab_size)
 
     def run(self, recipe, *, progress: bool = True) -> dict:
         from rectk.run import train_and_evaluate

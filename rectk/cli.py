@@ -70,6 +70,12 @@ def _cmd_run(args, show_recs: bool) -> None:
         f"seen items {'masked' if cfg.eval.mask_seen else 'not masked'}):"
     )
     print(format_metrics(summary["test"], cfg.eval.ks))
+    if summary.get("new_items"):
+        print(
+            f"\nnew items ({summary['held_out_items']} held out of training entirely; "
+            f"{summary['new_item_targets']} learners, ranked among the new items only):"
+        )
+        print(format_metrics(summary["new_items"], cfg.eval.ks))
     if show_recs and cfg.recommend.show_users > 0:
         loaded = load_run(run_dir_of(cfg).path)
         print(f"\ntop-{cfg.recommend.k} recommendations:")

@@ -24,6 +24,8 @@ class SplitConfig:
     type: Literal["leave_last_out", "temporal"] = "leave_last_out"
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
+    cold_items: float = 0.0  # share of items held out entirely (new-item evaluation)
+    seed: int = 0  # chooses the held-out items
 
 
 @_frozen
@@ -56,8 +58,11 @@ class TrainConfig:
     monitor: str = "ndcg@10"
     log_every: int = 50
     dtype: Literal["float32", "bfloat16"] = "float32"
+    accumulate: int = 1  # micro-batches per optimiser update (optax.MultiSteps)
 
     def __post_init__(self):
+        if self.accumulate < 1:
+            raise ValueError("train.accumulate must be at least 1")
         if self.batch_size <= 0:
             raise ValueError("train.batch_size must be positive")
         if self.epochs <= 0 and self.steps <= 0:

@@ -275,15 +275,15 @@ def _build_plugin(f: dataclasses.Field, val: Any, path: str, ctx: _Ctx) -> Any:
     return _build(cls, val, path, ctx)
 
 
-def to_dict(cfg: Any) -> Any:
+def to_dict(cfg: Any, *, plugin_table: bool = False) -> Any:
     """A config object as plain TOML-able data (plugin tables carry their ``type``)."""
     if dataclasses.is_dataclass(cfg):
         out: dict[str, Any] = {}
         name = getattr(type(cfg), "plugin_name", None)
-        if name is not None:
+        if plugin_table and name is not None:
             out["type"] = name
         for f in dataclasses.fields(cfg):
-            out[f.name] = to_dict(getattr(cfg, f.name))
+            out[f.name] = to_dict(getattr(cfg, f.name), plugin_table="registry" in f.metadata)
         return out
     if isinstance(cfg, tuple | list):
         return [to_dict(v) for v in cfg]

@@ -26,7 +26,7 @@ from rectk.evaluate import Evaluator, item_chunk
 from rectk.logging import MetricsLog
 from rectk.model import build_model, trainable_filter
 from rectk.rundir import RunDir
-from rectk.trainer import fit, popularity_rank_fn, rank_fn, setup, uses_mask_token
+from rectk.trainer import baseline_scores, fit, fixed_rank_fn, rank_fn, setup, uses_mask_token
 
 
 def run_dir_of(cfg: RunConfig) -> RunDir:
@@ -35,7 +35,14 @@ def run_dir_of(cfg: RunConfig) -> RunDir:
 
 def prepare(cfg: RunConfig) -> tuple[Dataset, Split]:
     data = cfg.data.load()
-    sp = split(data.interactions, cfg.split.type, cfg.split.valid_fraction, cfg.split.test_fraction)
+    sp = split(
+        data.interactions,
+        cfg.split.type,
+        cfg.split.valid_fraction,
+        cfg.split.test_fraction,
+        cold_items=cfg.split.cold_items,
+        seed=cfg.split.seed,
+    )
     return data, sp
 
 
@@ -80,11 +87,28 @@ def train_and_evaluate(recipe: recipe_lib.Recipe, *, progress: bool = True, echo
         t1 = time.perf_counter()
         scores = {"model": test.metrics(functools.partial(ranks, result.weights))}
         eval_s = time.perf_counter() - t1
-        train_items = sp.train.items
         for name in cfg.eval.baselines:
-            if name != "popularity":
-                raise RectkError(f"eval.baselines: unknown baseline {name!r} (known: popularity)")
-            scores[name] = test.metrics(popularity_rank_fn(s, train_items))
+            base = baseline_scores(name, s, sp.train.items, cfg.seed)
+            scores[name] = test.metrics(fixed_rank_fn(s, base))
+        new_items = None
+        if sp.cold is not None:
+            allowed = np.zeros(inter.num_items + 1, bool)
+            allowed[sp.cold_items] = True
+            cold = Evaluator(
+                sp.cold,
+                max_len=cfg.model.max_len,
+                batch_size=cfg.eval.batch_size,
+                mask_seen=cfg.eval.mask_seen,
+                ks=cfg.eval.ks,
+                metrics=cfg.eval.metrics,
+                sharding=s.batch_sharding,
+                multiple=mesh.shape["data"],
+            )
+            cold_ranks = rank_fn(s, allowed)
+            new_items = {"model": cold.metrics(functools.partial(cold_ranks, result.weights))}
+            for name in sorted({*cfg.eval.baselines, "random"}):
+                base = baseline_scores(name, s, sp.train.items, cfg.seed)
+                new_items[name] = cold.metrics(fixed_rank_fn(s, base, allowed))
         log.write(result.last_step, {f"test/{k}": v for k, v in scores["model"].items()})
     finally:
         log.close()
@@ -98,6 +122,9 @@ def train_and_evaluate(recipe: recipe_lib.Recipe, *, progress: bool = True, echo
         "valid": result.valid,
         "test": scores,
         "test_targets": len(sp.test),
+        "new_items": new_items,
+        "new_item_targets": 0 if sp.cold is None else len(sp.cold),
+        "held_out_items": len(sp.cold_items),
         "seconds": {
             "total": round(time.perf_counter() - t0, 2),
             "train": round(train_s, 2),

@@ -23,31 +23,24 @@ from rectk.config import TrainConfig
 def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
     """AdamW with warm-up then cosine/linear decay (or constant); weight decay on matrices only."""
     warm = min(cfg.warmup_steps, max(total_steps - 1, 0))
+    rest = max(total_steps - warm, 1)
     if cfg.schedule == "constant":
-        sched = (
-            optax.join_schedules(
-                [optax.linear_schedule(0.0, cfg.lr, max(warm, 1)), optax.constant_schedule(cfg.lr)],
-                [warm],
-            )
-            if warm
-            else optax.constant_schedule(cfg.lr)
-        )
+        after = optax.constant_schedule(cfg.lr)
     elif cfg.schedule == "linear":
-        sched = optax.join_schedules(
-            [
-                optax.linear_schedule(0.0, cfg.lr, max(warm, 1)),
-                optax.linear_schedule(cfg.lr, 0.0, max(total_steps - warm, 1)),
-            ],
-            [warm],
-        )
+        after = optax.linear_schedule(cfg.lr, 0.0, rest)
     else:
-        sched = optax.warmup_cosine_decay_schedule(
-            0.0, cfg.lr, max(warm, 1), max(total_steps, warm + 1), end_value=0.0
-        )
+        after = optax.cosine_decay_schedule(cfg.lr, rest)
+    sched = (
+        optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warm), after], [warm])
+        if warm
+        else after
+    )
     decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
     tx = optax.adamw(sched, weight_decay=cfg.weight_decay, mask=decay_mask)
     if cfg.clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
+    if cfg.accumulate > 1:  # the schedule then counts updates, not micro-batches
+        tx = optax.MultiSteps(tx, every_k_schedule=cfg.accumulate).gradient_transformation()
     return tx
 
 
@@ -129,9 +122,25 @@ def _model_scorer(bound: Bound, weights, batch):
     return user_bd, score_chunk, score_targets
 
 
-def model_ranks(bound: Bound, num_items: int, chunk: int, weights, batch):
-    """Ranks of the batch's targets; ``weights`` = ``{"params", "rest"}`` of the train state."""
+def restrict(score_chunk, allowed_v):
+    """Scores of items outside ``allowed_v`` (bool [V]) become -inf: they never outrank a target."""
+    if allowed_v is None:
+        return score_chunk
+
+    def restricted(user_repr, ids_c):
+        keep_c = jnp.take(allowed_v, jnp.minimum(ids_c, allowed_v.shape[0] - 1))
+        return jnp.where(keep_c[None, :], score_chunk(user_repr, ids_c), -jnp.inf)
+
+    return restricted
+
+
+def model_ranks(bound: Bound, num_items: int, chunk: int, weights, batch, allowed_v=None):
+    """Ranks of the batch's targets; ``weights`` = ``{"params", "rest"}`` of the train state.
+
+    ``allowed_v`` (bool [V]) restricts the candidates (new-item evaluation).
+    """
     user_bd, score_chunk, score_targets = _model_scorer(bound, weights, batch)
+    score_chunk = restrict(score_chunk, allowed_v)
     t_b = score_targets(user_bd, batch["target"])
     return ranking.target_ranks(
         user_bd, score_chunk, batch["target"], t_b, batch["seen"], num_items=num_items, chunk=chunk
@@ -149,7 +158,8 @@ def popularity_scores(train_items: np.ndarray, vocab_size: int) -> np.ndarray:
     return np.log1p(counts)
 
 
-def popularity_ranks(num_items: int, chunk: int, pop_v, batch):
+def popularity_ranks(num_items: int, chunk: int, pop_v, batch, allowed_v=None):
+    """Ranks under a fixed score per item (popularity, or a seeded random order)."""
     v = pop_v.shape[0]
     b = batch["target"].shape[0]
 
@@ -157,6 +167,7 @@ def popularity_ranks(num_items: int, chunk: int, pop_v, batch):
         return jnp.broadcast_to(jnp.take(pop_v, jnp.minimum(ids_c, v - 1)), (b, ids_c.shape[0]))
 
     t_b = jnp.take(pop_v, batch["target"])
+    score_chunk = restrict(score_chunk, allowed_v)
     return ranking.target_ranks(
         None, score_chunk, batch["target"], t_b, batch["seen"], num_items=num_items, chunk=chunk
     )

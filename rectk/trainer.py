@@ -120,10 +120,14 @@ def uses_mask_token(cfg: RunConfig) -> bool:
     return bool(getattr(cfg.task, "mask_token", False))
 
 
-def rank_fn(s: Setup):
-    """Jitted ``(weights, batch) -> ranks`` of the model; ``weights = weights_of(state)``."""
+def rank_fn(s: Setup, allowed_v: np.ndarray | None = None):
+    """Jitted ``(weights, batch) -> ranks`` of the model; ``weights = weights_of(state)``.
+
+    ``allowed_v`` (bool [V]) restricts the candidates.
+    """
+    allowed = None if allowed_v is None else jnp.asarray(allowed_v)
     f = jax.jit(
-        functools.partial(steps.model_ranks, s.bound, s.num_items, s.chunk),
+        functools.partial(steps.model_ranks, s.bound, s.num_items, s.chunk, allowed_v=allowed),
         in_shardings=(weights_of(s.state_shardings), s.batch_sharding),
     )
     return f
@@ -296,10 +300,21 @@ def _progress(enabled: bool, total: int, start: int):
     )
 
 
-def popularity_rank_fn(s: Setup, train_items: np.ndarray):
-    pop = jax.device_put(steps.popularity_scores(train_items, s.num_items + 1), s.replicated)
+def fixed_rank_fn(s: Setup, scores_v: np.ndarray, allowed_v: np.ndarray | None = None):
+    """Ranks under one fixed score per item (a baseline: popularity, random)."""
+    scores = jax.device_put(jnp.asarray(scores_v, jnp.float32), s.replicated)
+    allowed = None if allowed_v is None else jnp.asarray(allowed_v)
     f = jax.jit(
-        functools.partial(steps.popularity_ranks, s.num_items, s.chunk),
+        functools.partial(steps.popularity_ranks, s.num_items, s.chunk, allowed_v=allowed),
         in_shardings=(s.replicated, s.batch_sharding),
     )
-    return lambda b: f(pop, b)
+    return lambda b: f(scores, b)
+
+
+def baseline_scores(name: str, s: Setup, train_items: np.ndarray, seed: int) -> np.ndarray:
+    """Per-item scores of a named baseline: ``popularity`` (training counts) or ``random``."""
+    if name == "popularity":
+        return steps.popularity_scores(train_items, s.num_items + 1)
+    if name == "random":
+        return np.random.default_rng(seed).random(s.num_items + 1).astype(np.float32)
+    raise RectkError(f"eval.baselines: unknown baseline {name!r} (known: popularity, random)")

@@ -168,3 +168,21 @@ def test_csv_dataset_with_catalogue_and_prerequisites(tmp_path):
     assert ds.catalogue.prerequisites.tolist() == [[2, 1], [3, 2]]
     with pytest.raises(DataError, match=r"c2\.csv, line 3: item 'c1' appears twice"):
         readers.read_catalogue(write(tmp_path, "c2.csv", "item_id,title\nc1,A\nc1,B\n"))
+
+
+def test_cold_item_split_holds_items_out_entirely():
+    from rectk_plugins.datasets.university import load_university_courses
+
+    inter = load_university_courses(num_learners=300).interactions
+    sp = split(inter, "leave_last_out", cold_items=0.2, seed=3)
+    cold = set(sp.cold_items.tolist())
+    assert len(cold) == round(0.2 * len(np.unique(inter.item)))
+    for items in (sp.train.items, sp.valid.target, sp.test.target, sp.valid.hist.items, sp.test.hist.items):
+        assert not cold & set(items.tolist())
+    assert sp.cold is not None and len(sp.cold) > 0
+    assert set(sp.cold.target.tolist()) <= cold
+    assert not cold & set(sp.cold.hist.items.tolist())
+    assert len(set(sp.cold.user.tolist())) == len(sp.cold)  # one target per learner
+    again = split(inter, "leave_last_out", cold_items=0.2, seed=3)
+    assert again.cold_items.tolist() == sp.cold_items.tolist()
+    assert split(inter, "leave_last_out", cold_items=0.2, seed=4).cold_items.tolist() != sp.cold_items.tolist()

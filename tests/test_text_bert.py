@@ -217,6 +217,9 @@ def test_missing_files_raise_data_error(tmp_path):
     folder = _write_tiny_folder(tmp_path / "tiny", _to_hf(BertEncoder(TINY, rngs=nnx.Rngs(0))))
     with pytest.raises(DataError, match=r"tokenizer\.json is missing"):
         load_tokenizer(folder)
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(DataError, match=r"model\.safetensors could not be read as safetensors"):
+        load_bert(folder, rngs=nnx.Rngs(0))
     (folder / "model.safetensors").unlink()
     with pytest.raises(DataError, match=r"model\.safetensors is missing"):
         load_bert(folder, rngs=nnx.Rngs(0))
@@ -271,7 +274,7 @@ def test_minilm_load_fills_every_parameter(minilm):
 
     folder, model, config, _ = minilm
     with safe_open(str(folder / "model.safetensors"), framework="numpy") as f:
-        sizes = {k: int(np.prod(f.get_slice(k).get_shape())) for k in f}
+        sizes = {k: int(np.prod(f.get_slice(k).get_shape())) for k in f.keys()}  # noqa: SIM118
     used = sum(
         n for k, n in sizes.items() if not k.startswith("pooler.") and "position_ids" not in k
     )

@@ -111,3 +111,21 @@ def test_bfloat16_compute_trains(tiny_overrides):
     r = tiny_recipe([*tiny_overrides, "train.dtype=bfloat16", "train.steps=6"])
     summary = train_and_evaluate(r, progress=False, echo=lambda *_: None)
     assert 0.0 <= summary["test"]["model"]["ndcg@10"] <= 1.0
+
+
+def test_gradient_accumulation_averages_micro_batches():
+    import optax
+
+    from rectk.config import TrainConfig
+    from rectk.recipe import from_dict
+
+    tx = steps.make_optimizer(
+        from_dict(TrainConfig, {"accumulate": 2, "warmup_steps": 0, "clip_norm": 0.0}), 10
+    )
+    assert isinstance(tx, optax.GradientTransformation)
+    params = {"w": jax.numpy.ones(3)}
+    opt = tx.init(params)
+    up1, opt = tx.update({"w": jax.numpy.ones(3)}, opt, params)
+    assert float(abs(up1["w"]).sum()) == 0.0  # the first micro-batch only accumulates
+    up2, opt = tx.update({"w": jax.numpy.ones(3)}, opt, params)
+    assert float(abs(up2["w"]).sum()) > 0.0

@@ -1,4 +1,5 @@
-"""Transformer building blocks shared by the attention encoders."""
+"""Building blocks shared by the encoders: dense layers with logical axes, dropout, and the
+transformer layer of the attention encoders."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 
-def _dense(din: int, dout: int, axes: tuple[str, str], std: float, rngs: nnx.Rngs) -> nnx.Linear:
+def dense(din: int, dout: int, axes: tuple[str, str], std: float, rngs: nnx.Rngs) -> nnx.Linear:
+    """A linear layer, normal(``std``) kernel with logical ``axes``, zero bias."""
     return nnx.Linear(
         din,
         dout,
@@ -30,10 +32,10 @@ class SelfAttention(nnx.Module):
         if dim % heads:
             raise ValueError(f"model.dim {dim} must be divisible by encoder.heads {heads}")
         self.heads, self.attn_dropout = heads, attn_dropout
-        self.query = _dense(dim, dim, ("embed", "heads"), std, rngs)
-        self.key = _dense(dim, dim, ("embed", "heads"), std, rngs)
-        self.value = _dense(dim, dim, ("embed", "heads"), std, rngs)
-        self.out = _dense(dim, dim, ("heads", "embed"), std, rngs)
+        self.query = dense(dim, dim, ("embed", "heads"), std, rngs)
+        self.key = dense(dim, dim, ("embed", "heads"), std, rngs)
+        self.value = dense(dim, dim, ("embed", "heads"), std, rngs)
+        self.out = dense(dim, dim, ("heads", "embed"), std, rngs)
 
     def __call__(self, x_btd: jax.Array, allowed_btt: jax.Array, rngs: nnx.Rngs | None):
         b, t, d = x_btd.shape
@@ -42,8 +44,14 @@ class SelfAttention(nnx.Module):
         def split(y):
             return y.reshape(b, t, h, d // h)
 
-        q_bthk, k_bthk, v_bthk = split(self.query(x_btd)), split(self.key(x_btd)), split(self.value(x_btd))
-        logits_bhts = jnp.einsum("bthk,bshk->bhts", q_bthk, k_bthk) / jnp.sqrt(d // h).astype(x_btd.dtype)
+        q_bthk, k_bthk, v_bthk = (
+            split(self.query(x_btd)),
+            split(self.key(x_btd)),
+            split(self.value(x_btd)),
+        )
+        logits_bhts = jnp.einsum("bthk,bshk->bhts", q_bthk, k_bthk) / jnp.sqrt(d // h).astype(
+            x_btd.dtype
+        )
         logits_bhts = jnp.where(allowed_btt[:, None], logits_bhts, jnp.finfo(logits_bhts.dtype).min)
         probs_bhts = jax.nn.softmax(logits_bhts.astype(jnp.float32), axis=-1).astype(x_btd.dtype)
         probs_bhts = dropout(probs_bhts, self.attn_dropout, rngs)
@@ -68,8 +76,8 @@ class TransformerLayer(nnx.Module):
     ):
         self.attn = SelfAttention(dim, heads, attn_dropout=attn_dropout, std=std, rngs=rngs)
         self.norm1 = nnx.LayerNorm(dim, epsilon=eps, rngs=rngs)
-        self.ff_in = _dense(dim, inner, ("embed", "mlp"), std, rngs)
-        self.ff_out = _dense(inner, dim, ("mlp", "embed"), std, rngs)
+        self.ff_in = dense(dim, inner, ("embed", "mlp"), std, rngs)
+        self.ff_out = dense(inner, dim, ("mlp", "embed"), std, rngs)
         self.norm2 = nnx.LayerNorm(dim, epsilon=eps, rngs=rngs)
         self.rate = dropout
 

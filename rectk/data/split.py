@@ -47,6 +47,8 @@ class Split:
     valid: EvalSet
     test: EvalSet
     history: Sequences  # per dense user, every interaction in time order (for recommending)
+    cold_items: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
+    cold: EvalSet | None = None  # first held-out (new) item of each learner who took one
 
 
 def _csr(rows: np.ndarray, items: np.ndarray, num_rows: int) -> Sequences:
@@ -73,8 +75,24 @@ def _eval_set(order_item: np.ndarray, order_user: np.ndarray, start: np.ndarray,
     )
 
 
-def split(data: Interactions, kind: str, valid_fraction=0.1, test_fraction=0.1) -> Split:
-    """Splits ``data`` by ``kind`` ("leave_last_out" or "temporal")."""
+def split(
+    data: Interactions,
+    kind: str,
+    valid_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    *,
+    cold_items: float = 0.0,
+    seed: int = 0,
+) -> Split:
+    """Splits ``data`` by ``kind`` ("leave_last_out" or "temporal").
+
+    With ``cold_items`` > 0, that share of the items (chosen with ``seed``) is held out
+    entirely: none of their interactions train, validate or test the warm split. The ``cold``
+    evaluation set then holds, for each learner who took a held-out item, the first one they
+    took, with everything they did before it (warm items only) as history.
+    """
+    if cold_items > 0:
+        return _split_cold(data, kind, valid_fraction, test_fraction, cold_items, seed)
     order = np.lexsort((np.arange(len(data)), data.time, data.user))
     user, item, time = data.user[order], data.item[order], data.time[order]
     num_users = data.num_users
@@ -109,3 +127,49 @@ def split(data: Interactions, kind: str, valid_fraction=0.1, test_fraction=0.1) 
     if int((train.lengths >= 2).sum()) == 0:
         raise DataError(f"split {kind!r} left no user with 2 or more training interactions")
     return Split(train=train, valid=valid, test=test, history=history)
+
+
+def _split_cold(data, kind, valid_fraction, test_fraction, fraction, seed) -> Split:
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"split.cold_items must lie in (0, 1), got {fraction}")
+    taken = np.unique(data.item)
+    rng = np.random.default_rng(seed)
+    n_cold = max(1, round(fraction * len(taken)))
+    cold = np.sort(rng.choice(taken, size=n_cold, replace=False)).astype(np.int32)
+    is_cold = np.isin(data.item, cold)
+    warm = dataclasses.replace(
+        data,
+        user=data.user[~is_cold],
+        item=data.item[~is_cold],
+        time=data.time[~is_cold],
+        value=None if data.value is None else data.value[~is_cold],
+    )
+    base = split(warm, kind, valid_fraction, test_fraction)
+    # The first cold item of each learner, with the warm items before it as history.
+    order = np.lexsort((np.arange(len(data)), data.time, data.user))
+    user, item, flag = data.user[order], data.item[order], is_cold[order]
+    first = np.flatnonzero(flag)  # sorted by learner, then time
+    seen_users: set[int] = set()
+    rows, hists = [], []
+    starts = {int(u): int(i) for i, u in reversed(list(enumerate(user)))}
+    for i in first:
+        u = int(user[i])
+        if u in seen_users:
+            continue
+        seen_users.add(u)
+        before = slice(starts[u], i)
+        h = item[before][~flag[before]]
+        if len(h):
+            rows.append((u, int(item[i])))
+            hists.append(h)
+    if not rows:
+        raise DataError("split.cold_items: no learner took a held-out item after a warm one")
+    ptr = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum([len(h) for h in hists], out=ptr[1:])
+    cold_set = EvalSet(
+        user=np.array([r[0] for r in rows], np.int32),
+        target=np.array([r[1] for r in rows], np.int32),
+        hist=Sequences(ptr=ptr, items=np.concatenate(hists).astype(np.int32)),
+    )
+    full = split(data, kind, valid_fraction, test_fraction)
+    return dataclasses.replace(base, history=full.history, cold_items=cold, cold=cold_set)

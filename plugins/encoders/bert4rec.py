@@ -1,0 +1,81 @@
+"""BERT4Rec (Sun et al., 2019): bidirectional self-attention over the learner's history."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from rectk import registry
+from rectk.recipe import registered
+from rectk_plugins.encoders.layers import TransformerLayer, dense, dropout
+
+
+class BERT4Rec(nnx.Module):
+    def __init__(self, cfg: BERT4RecConfig, *, dim: int, max_len: int, rngs: nnx.Rngs):
+        init = nnx.with_partitioning(nnx.initializers.normal(cfg.init_std), ("length", "embed"))
+        self.positions = nnx.Param(init(rngs.params(), (max_len, dim)))
+        self.norm = nnx.LayerNorm(dim, epsilon=cfg.layer_norm_eps, rngs=rngs)
+        self.layers = nnx.List(
+            [
+                TransformerLayer(
+                    dim,
+                    cfg.heads,
+                    cfg.inner or 4 * dim,
+                    dropout=cfg.dropout,
+                    attn_dropout=cfg.attn_dropout,
+                    eps=cfg.layer_norm_eps,
+                    std=cfg.init_std,
+                    rngs=rngs,
+                )
+                for _ in range(cfg.layers)
+            ]
+        )
+        # The paper's output transform before the dot product with the item embeddings.
+        self.out = dense(dim, dim, ("embed", "mlp"), cfg.init_std, rngs)
+        self.out_norm = nnx.LayerNorm(dim, epsilon=cfg.layer_norm_eps, rngs=rngs)
+        self.rate = cfg.dropout
+
+    def __call__(self, emb_bld, mask_bl, *, users_b=None, rngs=None) -> jax.Array:
+        del users_b
+        length = emb_bld.shape[1]
+        x_bld = emb_bld + self.positions[...][None, -length:, :]
+        x_bld = dropout(self.norm(x_bld), self.rate, rngs)
+        allowed_bll = jnp.broadcast_to(mask_bl[:, None, :], (*mask_bl.shape, length))
+        for layer in self.layers:
+            x_bld = layer(x_bld, allowed_bll, rngs)
+        return self.out_norm(jax.nn.gelu(self.out(x_bld), approximate=False))
+
+
+@registered(registry.encoders, "bert4rec")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BERT4RecConfig:
+    """Bidirectional transformer encoder with learned positions: every position attends to
+    every item of the window. Train it with ``[task] type = "masked_item"`` (the Cloze task);
+    next-item training would show each position its own target, so ``next_item`` refuses it.
+
+    ``inner``: feed-forward width (0 = 4 x model.dim).
+    """
+
+    bidirectional: ClassVar[bool] = True
+
+    layers: int = 2
+    heads: int = 2
+    inner: int = 0
+    dropout: float = 0.1
+    attn_dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    init_std: float = 0.02
+
+    def __post_init__(self):
+        if self.layers < 1 or self.heads < 1:
+            raise ValueError("encoder.layers and encoder.heads must be at least 1")
+        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attn_dropout < 1.0:
+            raise ValueError("encoder dropout rates must lie in [0, 1)")
+
+    def build(self, *, dim: int, max_len: int, num_users: int, rngs: nnx.Rngs) -> BERT4Rec:
+        del num_users
+        return BERT4Rec(self, dim=dim, max_len=max_len, rngs=rngs)

@@ -1,0 +1,129 @@
+"""Masked-item (Cloze) training for BERT4Rec: seeded masking, MASK input, end to end."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from rectk import recipe as recipe_lib
+from rectk.config import ModelConfig
+from rectk.data.pipeline import train_dataset
+from rectk.data.split import Sequences
+from rectk.errors import RectkError
+from rectk.model import build_model
+from rectk.run import train_and_evaluate
+from rectk_plugins.tasks import MaskedItem
+from tests.conftest import RECIPES
+
+VOCAB = 40  # items 1..39; MASK = 40
+
+
+def _sequences(seed=0, users=30):
+    rng = np.random.default_rng(seed)
+    rows = [rng.integers(1, VOCAB, size=rng.integers(2, 15)) for _ in range(users)]
+    ptr = np.zeros(users + 2, np.int64)
+    ptr[2:] = np.cumsum([len(r) for r in rows])
+    return Sequences(ptr=ptr, items=np.concatenate(rows).astype(np.int32))
+
+
+def _batches(seed, max_len=6, mask_prob=0.3):
+    ds = train_dataset(
+        _sequences(),
+        max_len=max_len,
+        batch_size=8,
+        epochs=2,
+        seed=seed,
+        transform=MaskedItem(mask_prob=mask_prob).train_transform(vocab_size=VOCAB),
+    )
+    return ds, list(ds)
+
+
+def test_masking_is_seeded_and_only_masked_positions_carry_targets():
+    train = _sequences()
+    ds, batches = _batches(seed=3)
+    again = _batches(seed=3)[1]
+    other = _batches(seed=4)[1]
+    assert all(np.array_equal(a["input"], b["input"]) for a, b in zip(batches, again, strict=True))
+    assert any(
+        not np.array_equal(a["input"], b["input"]) for a, b in zip(batches, other, strict=True)
+    )
+    masked = real = 0
+    for b in batches:
+        inp, tgt = b["input"], b["target"]
+        is_mask = inp == VOCAB
+        assert np.array_equal(tgt > 0, is_mask)  # targets exactly at the masked positions
+        for row, u in enumerate(b["user"]):
+            if not (inp[row] > 0).any():
+                assert not tgt[row].any()  # a padding row
+                continue
+            assert is_mask[row].any()  # at least one masked item per window
+            window = np.where(is_mask[row], tgt[row], inp[row])
+            seq = train.row(int(u))
+            items = window[window > 0]
+            # The window is a contiguous run of the learner's sequence, in order.
+            starts = [
+                s
+                for s in range(len(seq) - len(items) + 1)
+                if np.array_equal(seq[s : s + len(items)], items)
+            ]
+            assert starts
+        masked += int(is_mask.sum())
+        real += int((inp > 0).sum())
+    assert 0.2 < masked / real < 0.5  # mask_prob 0.3, plus the at-least-one rule
+
+    # Resuming the iterator continues with identical masks.
+    it = iter(ds.to_iter_dataset())
+    head = [next(it)["input"] for _ in range(3)]
+    it2 = iter(ds.to_iter_dataset())
+    it2.set_state(it.get_state())
+    rest = [b["input"] for b in it2]
+    assert all(np.array_equal(a, b["input"]) for a, b in zip(head + rest, batches, strict=True))
+
+
+def test_model_reads_states_at_an_appended_mask():
+    cfg = recipe_lib.from_dict(
+        ModelConfig, {"dim": 8, "max_len": 5, "encoder": {"type": "bert4rec", "layers": 1}}
+    )
+    model = build_model(
+        cfg,
+        vocab_size=VOCAB,
+        num_users=3,
+        catalogue=None,
+        rngs=nnx.Rngs(params=jax.random.key(0)),
+        mask_token=True,
+    )
+    hist = jnp.array([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5]])
+    table = model.item_table()
+    assert table.shape == (VOCAB, 8)  # the MASK is an input only, never scored
+    shifted = jnp.array([[0, 3, 4, 5, VOCAB], [2, 3, 4, 5, VOCAB]])
+    want = model.encode(shifted, table)[:, -1]
+    got = model.user_states(hist, table)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
+    assert bool(jnp.isfinite(got).all())
+    plain = build_model(
+        cfg, vocab_size=VOCAB, num_users=3, catalogue=None, rngs=nnx.Rngs(params=jax.random.key(0))
+    )
+    assert plain.mask_token is None
+
+
+def test_next_item_refuses_a_bidirectional_encoder():
+    r = recipe_lib.load(RECIPES / "quickstart.toml", ["model.encoder.type=bert4rec"])
+    with pytest.raises(RectkError, match="masked_item"):
+        r.config.task.run(r, progress=False)
+
+
+def test_bert4rec_trains_end_to_end(tiny_overrides):
+    r = recipe_lib.load(
+        RECIPES / "quickstart.toml",
+        [
+            *tiny_overrides,
+            "model.encoder.type=bert4rec",
+            "task.type=masked_item",
+            "train.steps=6",
+            "train.eval_every=6",
+        ],
+    )
+    summary = train_and_evaluate(r, progress=False, echo=lambda *_: None)
+    assert np.isfinite(summary["test"]["model"]["ndcg@10"])
+    assert summary["last_step"] == 6
