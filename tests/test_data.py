@@ -177,7 +177,13 @@ def test_cold_item_split_holds_items_out_entirely():
     sp = split(inter, "leave_last_out", cold_items=0.2, seed=3)
     cold = set(sp.cold_items.tolist())
     assert len(cold) == round(0.2 * len(np.unique(inter.item)))
-    for items in (sp.train.items, sp.valid.target, sp.test.target, sp.valid.hist.items, sp.test.hist.items):
+    for items in (
+        sp.train.items,
+        sp.valid.target,
+        sp.test.target,
+        sp.valid.hist.items,
+        sp.test.hist.items,
+    ):
         assert not cold & set(items.tolist())
     assert sp.cold is not None and len(sp.cold) > 0
     assert set(sp.cold.target.tolist()) <= cold
@@ -185,4 +191,7 @@ def test_cold_item_split_holds_items_out_entirely():
     assert len(set(sp.cold.user.tolist())) == len(sp.cold)  # one target per learner
     again = split(inter, "leave_last_out", cold_items=0.2, seed=3)
     assert again.cold_items.tolist() == sp.cold_items.tolist()
-    assert split(inter, "leave_last_out", cold_items=0.2, seed=4).cold_items.tolist() != sp.cold_items.tolist()
+    assert (
+        split(inter, "leave_last_out", cold_items=0.2, seed=4).cold_items.tolist()
+        != sp.cold_items.tolist()
+    )
