@@ -149,7 +149,7 @@ class TextTowerConfig:
     lora_targets: tuple[str, ...] = ("query", "value")
     remat: bool = False
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
-    encode_batch: int = 64
+    encode_batch: int = 16
 
     def __post_init__(self):
         if self.max_length < 4:
