@@ -22,11 +22,19 @@ from rectk.data.pipeline import left_pad
 from rectk.data.split import Split, split
 from rectk.data.types import Dataset
 from rectk.errors import DataError, RectkError
-from rectk.evaluate import Evaluator, item_chunk
+from rectk.evaluate import item_chunk
 from rectk.logging import MetricsLog
 from rectk.model import build_model, trainable_filter
 from rectk.rundir import RunDir
-from rectk.trainer import baseline_scores, fit, fixed_rank_fn, rank_fn, setup, uses_mask_token
+from rectk.trainer import (
+    baseline_scores,
+    evaluator,
+    fit,
+    fixed_rank_fn,
+    rank_fn,
+    setup,
+    uses_mask_token,
+)
 
 
 def run_dir_of(cfg: RunConfig) -> RunDir:
@@ -73,16 +81,7 @@ def train_and_evaluate(recipe: recipe_lib.Recipe, *, progress: bool = True, echo
     try:
         result = fit(s, sp, ckpt, log, progress=progress)
         train_s = time.perf_counter() - t0
-        test = Evaluator(
-            sp.test,
-            max_len=cfg.model.max_len,
-            batch_size=cfg.eval.batch_size,
-            mask_seen=cfg.eval.mask_seen,
-            ks=cfg.eval.ks,
-            metrics=cfg.eval.metrics,
-            sharding=s.batch_sharding,
-            multiple=mesh.shape["data"],
-        )
+        test = evaluator(s, sp.test)
         ranks = rank_fn(s)
         t1 = time.perf_counter()
         scores = {"model": test.metrics(functools.partial(ranks, result.weights))}
@@ -94,16 +93,7 @@ def train_and_evaluate(recipe: recipe_lib.Recipe, *, progress: bool = True, echo
         if sp.cold is not None:
             allowed = np.zeros(inter.num_items + 1, bool)
             allowed[sp.cold_items] = True
-            cold = Evaluator(
-                sp.cold,
-                max_len=cfg.model.max_len,
-                batch_size=cfg.eval.batch_size,
-                mask_seen=cfg.eval.mask_seen,
-                ks=cfg.eval.ks,
-                metrics=cfg.eval.metrics,
-                sharding=s.batch_sharding,
-                multiple=mesh.shape["data"],
-            )
+            cold = evaluator(s, sp.cold)
             cold_ranks = rank_fn(s, allowed)
             new_items = {"model": cold.metrics(functools.partial(cold_ranks, result.weights))}
             for name in sorted({*cfg.eval.baselines, "random"}):

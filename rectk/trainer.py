@@ -120,6 +120,21 @@ def uses_mask_token(cfg: RunConfig) -> bool:
     return bool(getattr(cfg.task, "mask_token", False))
 
 
+def evaluator(s: Setup, examples) -> Evaluator:
+    """An evaluator of ``examples`` with the recipe's evaluation settings, on the mesh."""
+    e = s.cfg.eval
+    return Evaluator(
+        examples,
+        max_len=s.cfg.model.max_len,
+        batch_size=e.batch_size,
+        mask_seen=e.mask_seen,
+        ks=e.ks,
+        metrics=e.metrics,
+        sharding=s.batch_sharding,
+        multiple=s.mesh.shape["data"],
+    )
+
+
 def rank_fn(s: Setup, allowed_v: np.ndarray | None = None):
     """Jitted ``(weights, batch) -> ranks`` of the model; ``weights = weights_of(state)``.
 
@@ -167,16 +182,7 @@ def fit(
         transform=task_transform(vocab_size=s.num_items + 1) if task_transform else None,
     )
     it = iter(ds.to_iter_dataset())
-    valid = Evaluator(
-        split.valid,
-        max_len=cfg.model.max_len,
-        batch_size=cfg.eval.batch_size,
-        mask_seen=cfg.eval.mask_seen,
-        ks=cfg.eval.ks,
-        metrics=cfg.eval.metrics,
-        sharding=s.batch_sharding,
-        multiple=s.mesh.shape["data"],
-    )
+    valid = evaluator(s, split.valid)
     ranks = rank_fn(s)
     step_fn = steps.jit_train_step(s.bound, s.state_shardings, s.batch_sharding, s.replicated)
     root_key = jax.random.key(cfg.seed + 1)
