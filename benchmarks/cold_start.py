@@ -139,7 +139,11 @@ def main() -> None:
         ]
         table("ml-100k (titles, year and genres as text)", out["ml100k"])
     if "finetune" in parts:
-        ft = ["train.steps=10" if args.quick else "train.steps=40", "train.batch_size=64", "train.eval_every=20"]
+        ft = [
+            "train.steps=10" if args.quick else "train.steps=40",
+            "train.batch_size=64",
+            "train.eval_every=20",
+        ]
         out["finetune"] = [
             run("recipes/quickstart.toml", label, f"ft_{i}", [s, *ft], args.runs)
             for i, (label, s) in enumerate(FINETUNE.items())

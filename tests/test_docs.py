@@ -39,3 +39,27 @@ def test_doctests(module):
     mod = importlib.import_module(module)
     failures, tried = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert tried > 0 and failures == 0
+
+
+def test_plugin_reference_names_every_plugin_and_field():
+    import dataclasses
+
+    from rectk import registry
+
+    doc = (ROOT / "docs" / "plugins.md").read_text()
+    missing = []
+    for kind in ("datasets", "tasks", "item_towers", "encoders", "heads", "losses", "metrics"):
+        reg = registry.ALL[kind]
+        for name in reg.names():
+            if not reg.origin(name).startswith("rectk_plugins."):
+                continue  # an outside plugin installed in this environment
+            if f"| `{name}` |" not in doc:
+                missing.append(f"{kind}:{name}")
+            cls = reg.get(name)
+            if dataclasses.is_dataclass(cls):
+                missing += [
+                    f"{kind}:{name}.{f.name}"
+                    for f in dataclasses.fields(cls)
+                    if f"`{f.name}`" not in doc
+                ]
+    assert not missing, f"not in docs/plugins.md: {missing}"
