@@ -22,6 +22,7 @@ from rectk.config import TrainConfig
 
 def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
     """AdamW with warm-up then cosine/linear decay (or constant); weight decay on matrices only."""
+    total_steps = max(1, total_steps // cfg.accumulate)  # the schedule counts updates
     warm = min(cfg.warmup_steps, max(total_steps - 1, 0))
     rest = max(total_steps - warm, 1)
     if cfg.schedule == "constant":
@@ -39,7 +40,7 @@ def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransfor
     tx = optax.adamw(sched, weight_decay=cfg.weight_decay, mask=decay_mask)
     if cfg.clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
-    if cfg.accumulate > 1:  # the schedule then counts updates, not micro-batches
+    if cfg.accumulate > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=cfg.accumulate).gradient_transformation()
     return tx
 
