@@ -11,42 +11,21 @@ from flax import nnx
 
 from rectk import registry
 from rectk.recipe import registered
-from rectk_plugins.encoders.layers import TransformerLayer, dense, dropout
+from rectk_plugins.encoders.layers import TransformerStack, dense
 
 
 class BERT4Rec(nnx.Module):
     def __init__(self, cfg: BERT4RecConfig, *, dim: int, max_len: int, rngs: nnx.Rngs):
-        init = nnx.with_partitioning(nnx.initializers.normal(cfg.init_std), ("length", "embed"))
-        self.positions = nnx.Param(init(rngs.params(), (max_len, dim)))
-        self.norm = nnx.LayerNorm(dim, epsilon=cfg.layer_norm_eps, rngs=rngs)
-        self.layers = nnx.List(
-            [
-                TransformerLayer(
-                    dim,
-                    cfg.heads,
-                    cfg.inner or 4 * dim,
-                    dropout=cfg.dropout,
-                    attn_dropout=cfg.attn_dropout,
-                    eps=cfg.layer_norm_eps,
-                    std=cfg.init_std,
-                    rngs=rngs,
-                )
-                for _ in range(cfg.layers)
-            ]
-        )
+        self.stack = TransformerStack(cfg, dim=dim, max_len=max_len, rngs=rngs)
         # The paper's output transform before the dot product with the item embeddings.
         self.out = dense(dim, dim, ("embed", "mlp"), cfg.init_std, rngs)
         self.out_norm = nnx.LayerNorm(dim, epsilon=cfg.layer_norm_eps, rngs=rngs)
-        self.rate = cfg.dropout
 
     def __call__(self, emb_bld, mask_bl, *, users_b=None, rngs=None) -> jax.Array:
         del users_b
         length = emb_bld.shape[1]
-        x_bld = emb_bld + self.positions[...][None, -length:, :]
-        x_bld = dropout(self.norm(x_bld), self.rate, rngs)
         allowed_bll = jnp.broadcast_to(mask_bl[:, None, :], (*mask_bl.shape, length))
-        for layer in self.layers:
-            x_bld = layer(x_bld, allowed_bll, rngs)
+        x_bld = self.stack(emb_bld, allowed_bll, rngs)
         return self.out_norm(jax.nn.gelu(self.out(x_bld), approximate=False))
 
 

@@ -86,3 +86,41 @@ class TransformerLayer(nnx.Module):
         x_btd = self.norm1(x_btd + y)
         y = self.ff_out(jax.nn.gelu(self.ff_in(x_btd), approximate=False))
         return self.norm2(x_btd + dropout(y, self.rate, rngs))
+
+
+class TransformerStack(nnx.Module):
+    """Learned positions, input LayerNorm and dropout, then ``layers`` transformer layers.
+
+    ``cfg`` carries ``layers``, ``heads``, ``inner`` (0 = 4 x dim), ``dropout``, ``attn_dropout``,
+    ``layer_norm_eps`` and ``init_std`` (the SASRec and BERT4Rec configs do). Which positions
+    attend to which is the caller's ``allowed_bll``: causal for SASRec, all for BERT4Rec.
+    """
+
+    def __init__(self, cfg, *, dim: int, max_len: int, rngs: nnx.Rngs):
+        init = nnx.with_partitioning(nnx.initializers.normal(cfg.init_std), ("length", "embed"))
+        self.positions = nnx.Param(init(rngs.params(), (max_len, dim)))
+        self.norm = nnx.LayerNorm(dim, epsilon=cfg.layer_norm_eps, rngs=rngs)
+        self.layers = nnx.List(
+            [
+                TransformerLayer(
+                    dim,
+                    cfg.heads,
+                    cfg.inner or 4 * dim,
+                    dropout=cfg.dropout,
+                    attn_dropout=cfg.attn_dropout,
+                    eps=cfg.layer_norm_eps,
+                    std=cfg.init_std,
+                    rngs=rngs,
+                )
+                for _ in range(cfg.layers)
+            ]
+        )
+        self.rate = cfg.dropout
+
+    def __call__(self, emb_bld, allowed_bll, rngs) -> jax.Array:
+        length = emb_bld.shape[1]
+        x_bld = emb_bld + self.positions[...][None, -length:, :]
+        x_bld = dropout(self.norm(x_bld), self.rate, rngs)
+        for layer in self.layers:
+            x_bld = layer(x_bld, allowed_bll, rngs)
+        return x_bld

@@ -10,41 +10,18 @@ from flax import nnx
 
 from rectk import registry
 from rectk.recipe import registered
-from rectk_plugins.encoders.layers import TransformerLayer, dropout
+from rectk_plugins.encoders.layers import TransformerStack
 
 
 class SASRec(nnx.Module):
     def __init__(self, cfg: SASRecConfig, *, dim: int, max_len: int, rngs: nnx.Rngs):
-        init = nnx.with_partitioning(nnx.initializers.normal(cfg.init_std), ("length", "embed"))
-        self.positions = nnx.Param(init(rngs.params(), (max_len, dim)))
-        self.norm = nnx.LayerNorm(dim, epsilon=cfg.layer_norm_eps, rngs=rngs)
-        self.layers = nnx.List(
-            [
-                TransformerLayer(
-                    dim,
-                    cfg.heads,
-                    cfg.inner or 4 * dim,
-                    dropout=cfg.dropout,
-                    attn_dropout=cfg.attn_dropout,
-                    eps=cfg.layer_norm_eps,
-                    std=cfg.init_std,
-                    rngs=rngs,
-                )
-                for _ in range(cfg.layers)
-            ]
-        )
-        self.rate = cfg.dropout
+        self.stack = TransformerStack(cfg, dim=dim, max_len=max_len, rngs=rngs)
 
     def __call__(self, emb_bld, mask_bl, *, users_b=None, rngs=None) -> jax.Array:
         del users_b
         length = emb_bld.shape[1]
-        x_bld = emb_bld + self.positions[...][None, -length:, :]
-        x_bld = dropout(self.norm(x_bld), self.rate, rngs)
         causal_ll = jnp.tril(jnp.ones((length, length), bool))
-        allowed_bll = causal_ll[None] & mask_bl[:, None, :]
-        for layer in self.layers:
-            x_bld = layer(x_bld, allowed_bll, rngs)
-        return x_bld
+        return self.stack(emb_bld, causal_ll[None] & mask_bl[:, None, :], rngs)
 
 
 @registered(registry.encoders, "sasrec")
