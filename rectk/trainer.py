@@ -48,6 +48,7 @@ class Setup:
     epochs: int
     num_items: int
     chunk: int
+    ranker: Any = None  # the jitted model ranker over all items, built once (rank_fn)
 
 
 def setup(cfg: RunConfig, data: Dataset, split: Split, mesh) -> Setup:
@@ -140,11 +141,15 @@ def rank_fn(s: Setup, allowed_v: np.ndarray | None = None):
 
     ``allowed_v`` (bool [V]) restricts the candidates.
     """
+    if allowed_v is None and s.ranker is not None:
+        return s.ranker  # validation and test share one compiled ranker
     allowed = None if allowed_v is None else jnp.asarray(allowed_v)
     f = jax.jit(
         functools.partial(steps.model_ranks, s.bound, s.num_items, s.chunk, allowed_v=allowed),
         in_shardings=(weights_of(s.state_shardings), s.batch_sharding),
     )
+    if allowed_v is None:
+        s.ranker = f
     return f
 
 

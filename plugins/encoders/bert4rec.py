@@ -11,7 +11,7 @@ from flax import nnx
 
 from rectk import registry
 from rectk.recipe import registered
-from rectk_plugins.encoders.layers import TransformerStack, dense
+from rectk_plugins.encoders.layers import TransformerStack, check_stack_config, dense
 
 
 class BERT4Rec(nnx.Module):
@@ -50,10 +50,7 @@ class BERT4RecConfig:
     init_std: float = 0.02
 
     def __post_init__(self):
-        if self.layers < 1 or self.heads < 1:
-            raise ValueError("encoder.layers and encoder.heads must be at least 1")
-        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attn_dropout < 1.0:
-            raise ValueError("encoder dropout rates must lie in [0, 1)")
+        check_stack_config(self)
 
     def build(self, *, dim: int, max_len: int, num_users: int, rngs: nnx.Rngs) -> BERT4Rec:
         del num_users

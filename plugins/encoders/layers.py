@@ -88,6 +88,14 @@ class TransformerLayer(nnx.Module):
         return self.norm2(x_btd + dropout(y, self.rate, rngs))
 
 
+def check_stack_config(cfg) -> None:
+    """Validates the fields a ``TransformerStack`` reads (raised as a recipe error)."""
+    if cfg.layers < 1 or cfg.heads < 1:
+        raise ValueError("encoder.layers and encoder.heads must be at least 1")
+    if not 0.0 <= cfg.dropout < 1.0 or not 0.0 <= cfg.attn_dropout < 1.0:
+        raise ValueError("encoder dropout rates must lie in [0, 1)")
+
+
 class TransformerStack(nnx.Module):
     """Learned positions, input LayerNorm and dropout, then ``layers`` transformer layers.
 
