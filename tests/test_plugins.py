@@ -166,9 +166,21 @@ def test_softmax_ce_chunked_equals_unchunked():
     def f(loss, u, t):
         return loss(head=head, user_nd=u, table_vd=t, target_n=target, weight_n=weight, key=None)
 
-    whole = f(ce(chunk_rows=0), user, table)
+    whole = f(ce(chunk_rows=100), user, table)
     chunked = jax.jit(lambda u, t: f(ce(chunk_rows=3), u, t))(user, table)
     np.testing.assert_allclose(float(chunked), float(whole), rtol=1e-6)
-    g_whole = jax.grad(lambda u: f(ce(chunk_rows=0), u, table))(user)
+    g_whole = jax.grad(lambda u: f(ce(chunk_rows=100), u, table))(user)
     g_chunk = jax.grad(lambda u: f(ce(chunk_rows=3), u, table))(user)
     np.testing.assert_allclose(np.asarray(g_chunk), np.asarray(g_whole), rtol=1e-5, atol=1e-7)
+    auto = f(ce(), user, table)  # chunk_rows = 0: chosen from the item count
+    np.testing.assert_allclose(float(auto), float(whole), rtol=1e-6)
+
+
+def test_softmax_ce_automatic_chunk_size():
+    ce = registry.losses.get("softmax_ce")
+    # About 2**23 scores a chunk, a power of two in [128, 8192].
+    assert ce().rows_per_chunk(12_102) == 512  # Amazon Beauty
+    assert ce().rows_per_chunk(1_683) == 4096  # MovieLens-100K
+    assert ce().rows_per_chunk(10) == 8192
+    assert ce().rows_per_chunk(10**7) == 128
+    assert ce(chunk_rows=3).rows_per_chunk(12_102) == 3

@@ -31,21 +31,31 @@ class SoftmaxCE:
 
     ``chunk_rows``: rows are scored ``chunk_rows`` at a time, real rows first, and chunks of
     padding only are skipped, so short histories in long windows cost little and no
-    ``[N, V]`` matrix larger than ``chunk_rows x V`` is built (0 = all rows at once).
+    ``[N, V]`` matrix larger than ``chunk_rows x V`` is built. 0 (the default) picks the
+    power of two, between 128 and 8192, nearest below ``2**23 / V`` rows (about 32 MiB of
+    float32 scores a chunk): on Amazon Beauty (V = 12,102) that is 512 rows, which trained
+    1.4x faster per step than 2048 on our 2-core CPU (``benchmarks/ce_chunks.py``).
     """
 
-    chunk_rows: int = 2048
+    chunk_rows: int = 0
 
     def __post_init__(self):
         if self.chunk_rows < 0:
-            raise ValueError("loss.chunk_rows must be >= 0")
+            raise ValueError("loss.chunk_rows must be >= 0 (0 = chosen from the item count)")
+
+    def rows_per_chunk(self, vocab_size: int) -> int:
+        """The chunk size used with ``vocab_size`` items (``chunk_rows``, or the automatic one)."""
+        if self.chunk_rows:
+            return self.chunk_rows
+        rows = 2**23 // max(1, vocab_size)
+        return int(min(8192, max(128, 1 << max(0, rows.bit_length() - 1))))
 
     def __call__(self, *, head, user_nd, table_vd, target_n, weight_n, key):
         del key
         n = user_nd.shape[0]
-        if self.chunk_rows == 0 or n <= self.chunk_rows:
+        c = self.rows_per_chunk(table_vd.shape[0])
+        if n <= c:
             return weighted_mean(_full_ce_rows(head, user_nd, table_vd, target_n), weight_n)
-        c = self.chunk_rows
         order = jnp.argsort(weight_n <= 0, stable=True)  # real rows first
         pad = (-n) % c
 
