@@ -44,6 +44,7 @@ class ModelConfig:
 @_frozen
 class TrainConfig:
     batch_size: int = 256
+    stride: int = 0  # targets trained per window (the rest is context); 0 = model.max_len
     epochs: int = 20
     steps: int = 0  # > 0 overrides epochs
     lr: float = 1e-3
@@ -65,6 +66,8 @@ class TrainConfig:
             raise ValueError("train.accumulate must be at least 1")
         if self.batch_size <= 0:
             raise ValueError("train.batch_size must be positive")
+        if self.stride < 0:
+            raise ValueError("train.stride must be >= 0 (0 = model.max_len)")
         if self.epochs <= 0 and self.steps <= 0:
             raise ValueError("set train.epochs or train.steps to a positive number")
 
@@ -120,3 +123,15 @@ class RunConfig:
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     recommend: RecommendConfig = dataclasses.field(default_factory=RecommendConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+
+    def __post_init__(self):
+        if self.train.stride > self.model.max_len:
+            raise ValueError(
+                f"train.stride = {self.train.stride} must not exceed model.max_len = "
+                f"{self.model.max_len}"
+            )
+        if 0 < self.train.stride < self.model.max_len and getattr(self.task, "mask_token", False):
+            raise ValueError(
+                "train.stride applies to next-item targets; masked-item training masks whole "
+                "windows: leave train.stride = 0"
+            )

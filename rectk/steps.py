@@ -53,6 +53,9 @@ class Bound:
     loss: Any
     tx: optax.GradientTransformation
     compute_dtype: Any = jnp.float32
+    # > 0: only a window's last ``target_positions`` positions carry targets (``train.stride``),
+    # so the loss scores those rows only.
+    target_positions: int = 0
 
     def model(self, params, rest):
         return nnx.merge(self.graphdef, params, rest)
@@ -75,7 +78,11 @@ def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):
         h_bld = model.encode(
             batch["input"], table_vd, users_b=batch["user"], rngs=nnx.Rngs(dropout=dropout_key)
         )
-        target_n = batch["target"].reshape(-1)
+        target_bl = batch["target"]
+        if bound.target_positions:
+            h_bld = h_bld[:, -bound.target_positions :]
+            target_bl = target_bl[:, -bound.target_positions :]
+        target_n = target_bl.reshape(-1)
         return bound.loss(
             head=model.head,
             user_nd=h_bld.reshape(-1, h_bld.shape[-1]),

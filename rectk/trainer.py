@@ -60,7 +60,7 @@ def setup(cfg: RunConfig, data: Dataset, split: Split, mesh) -> Setup:
             f"train.batch_size = {cfg.train.batch_size} must be divisible by the {n_data} "
             f"data-parallel devices (mesh.data); choose a multiple of {n_data}"
         )
-    windows = len(training_windows(split.train, cfg.model.max_len))
+    windows = len(training_windows(split.train, cfg.model.max_len, cfg.train.stride))
     steps_per_epoch = max(1, math.ceil(windows / cfg.train.batch_size))
     total = cfg.train.steps or cfg.train.epochs * steps_per_epoch
     epochs = math.ceil(total / steps_per_epoch)
@@ -99,7 +99,10 @@ def setup(cfg: RunConfig, data: Dataset, split: Split, mesh) -> Setup:
     loss = cfg.loss
     if hasattr(loss, "prepare"):  # e.g. a popularity sampler: the training item counts
         loss = loss.prepare(item_counts=np.bincount(split.train.items, minlength=inter.vocab_size))
-    bound = steps.Bound(graphdef=graphdef, loss=loss, tx=tx, compute_dtype=dtype)
+    stride = cfg.train.stride if cfg.train.stride < cfg.model.max_len else 0
+    bound = steps.Bound(
+        graphdef=graphdef, loss=loss, tx=tx, compute_dtype=dtype, target_positions=stride
+    )
     return Setup(
         cfg=cfg,
         mesh=mesh,
@@ -185,6 +188,7 @@ def fit(
         process_index=jax.process_index(),
         process_count=jax.process_count(),
         transform=task_transform(vocab_size=s.num_items + 1) if task_transform else None,
+        stride=tc.stride,
     )
     it = iter(ds.to_iter_dataset())
     valid = evaluator(s, split.valid)
@@ -219,8 +223,8 @@ def fit(
     stopped = "steps"
     step = start
     for step in range(start + 1, s.total_steps + 1):
+        t0 = time.perf_counter()  # an epoch's time includes its input pipeline
         batch = next(it)
-        t0 = time.perf_counter()
         batch = {
             k: jax.make_array_from_process_local_data(
                 s.batch_sharding, v, (tc.batch_size, *v.shape[1:])

@@ -3,7 +3,7 @@ import pytest
 
 from rectk.data import readers
 from rectk.data.pipeline import left_pad, train_dataset, training_windows
-from rectk.data.split import split
+from rectk.data.split import Sequences, split
 from rectk.errors import DataError
 from tests.conftest import shared
 
@@ -123,6 +123,32 @@ def test_windows_cover_every_target_once():
         expected = sum(max(len(sp.train.row(u)) - 1, 0) for u in range(1, inter.num_users + 1))
         assert len(targets) == expected
         assert len(training_windows(sp.train, max_len)) >= 1
+
+
+@pytest.mark.parametrize("max_len,stride", [(3, 1), (3, 2), (4, 4), (5, 2), (50, 7)])
+def test_strided_windows_train_every_target_once_with_longer_context(max_len, stride):
+    lengths = [0, 12, 3, 1, 7]  # user 0 is padding; items are unique, so an item is a position
+    seqs = Sequences(np.cumsum([0, *lengths]), np.arange(1, sum(lengths) + 1, dtype=np.int32))
+    trained = []
+    ds = train_dataset(seqs, max_len=max_len, batch_size=4, epochs=1, seed=0, stride=stride)
+    for batch in ds:
+        for u, inp, tgt in zip(batch["user"], batch["input"], batch["target"], strict=True):
+            assert np.all(tgt[: max_len - stride] == 0)  # context positions carry no target
+            seq = seqs.row(u).tolist()
+            for slot in np.flatnonzero(tgt):
+                pos = seq.index(tgt[slot])
+                context = [int(x) for x in inp[: slot + 1] if x]
+                assert context == seq[pos - len(context) : pos]
+                assert len(context) >= min(pos, max_len - stride + 1)
+                trained.append(int(tgt[slot]))
+    expected = [x for u in range(len(lengths)) for x in seqs.row(u)[1:].tolist()]
+    assert sorted(trained) == expected  # every target exactly once
+
+
+def test_stride_must_fit_the_window():
+    seqs = Sequences(np.array([0, 0, 5]), np.arange(1, 6, dtype=np.int32))
+    with pytest.raises(ValueError, match="stride must lie in"):
+        training_windows(seqs, 3, stride=4)
 
 
 def test_left_pad():

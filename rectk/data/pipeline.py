@@ -21,15 +21,26 @@ def left_pad(seq: np.ndarray, length: int) -> np.ndarray:
     return out
 
 
-def training_windows(train: Sequences, max_len: int) -> np.ndarray:
+def training_windows(train: Sequences, max_len: int, stride: int = 0) -> np.ndarray:
     """(user, end) pairs covering every (prefix -> next item) target exactly once.
 
-    A window ending at ``end`` trains targets at positions ``[max(1, end - L), end)``.
+    A window ending at ``end`` holds the ``max_len`` targets before ``end`` and trains those at
+    positions ``[max(1, end - stride), end)``; the others are context only. ``stride`` 0 means
+    ``max_len`` (windows do not overlap); smaller strides give each target more of its history
+    (at least ``max_len - stride`` items, or all of it) at the cost of more windows; ``stride``
+    1 is one window per prefix.
+
+    >>> seqs = Sequences(np.array([0, 0, 5]), np.arange(1, 6, dtype=np.int32))
+    >>> training_windows(seqs, 3).tolist(), training_windows(seqs, 3, stride=2).tolist()
+    ([[1, 5], [1, 2]], [[1, 5], [1, 3]])
     """
+    stride = stride or max_len
+    if not 1 <= stride <= max_len:
+        raise ValueError(f"stride must lie in [1, max_len = {max_len}], got {stride}")
     rows = []
     for u in np.flatnonzero(train.lengths >= 2):
         n = int(train.lengths[u])
-        ends = np.arange(n, 1, -max_len)
+        ends = np.arange(n, 1, -stride)
         rows.append(np.stack([np.full(len(ends), u), ends], axis=1))
     if not rows:
         return np.zeros((0, 2), np.int64)
@@ -37,17 +48,15 @@ def training_windows(train: Sequences, max_len: int) -> np.ndarray:
 
 
 class _MakeWindow(grain.transforms.Map):
-    def __init__(self, train: Sequences, max_len: int):
-        self.train, self.max_len = train, max_len
+    def __init__(self, train: Sequences, max_len: int, stride: int = 0):
+        self.train, self.max_len, self.stride = train, max_len, stride or max_len
 
     def map(self, pair):
         u, end = int(pair[0]), int(pair[1])
         seq = self.train.row(u)[:end]
-        return {
-            "user": np.int32(u),
-            "input": left_pad(seq[:-1], self.max_len),
-            "target": left_pad(seq[1:], self.max_len),
-        }
+        target = left_pad(seq[1:], self.max_len)
+        target[: self.max_len - self.stride] = 0  # context only: trained by another window
+        return {"user": np.int32(u), "input": left_pad(seq[:-1], self.max_len), "target": target}
 
 
 def pad_batch(batch: dict, size: int) -> dict:
@@ -71,18 +80,20 @@ def train_dataset(
     process_index: int = 0,
     process_count: int = 1,
     transform: grain.transforms.RandomMap | None = None,
+    stride: int = 0,
 ) -> grain.MapDataset:
     """Seeded, reshuffled-every-epoch batches of training windows for this process.
 
     Each epoch is one pass over every training target; the last batch of an epoch is padded.
     ``transform`` (a task's, e.g. masking items) maps each window with a generator seeded by
-    ``seed`` and the element's index, so it is reproducible and resumes exactly.
+    ``seed`` and the element's index, so it is reproducible and resumes exactly. ``stride``:
+    see ``training_windows`` (targets of a window's context positions are 0).
     """
-    windows = training_windows(train, max_len)
+    windows = training_windows(train, max_len, stride)
     ds = grain.MapDataset.source(windows)
     ds = ds[process_index::process_count]
     local = batch_size // process_count
-    ds = ds.shuffle(seed=seed).map(_MakeWindow(train, max_len))
+    ds = ds.shuffle(seed=seed).map(_MakeWindow(train, max_len, stride))
     if transform is not None:
         ds = ds.random_map(transform, seed=seed)
     return ds.batch(local, drop_remainder=False).map(lambda b: pad_batch(b, local)).repeat(epochs)
