@@ -38,7 +38,13 @@ The protocol, the same in both:
 - training: full-softmax cross-entropy over all items (RecBole ``loss_type: CE``,
   ``train_neg_sample_args: None``), batch 256, Adam lr 1e-3, no weight decay, no warm-up, constant
   rate, no gradient clipping. One epoch trains every (history prefix -> next item) target once in
-  both: rectk as windows of up to 50 targets each, RecBole as one sample per prefix.
+  both. RecBole makes one sample per prefix (its last 50 items) and runs the encoder over all 50
+  positions to train that one target. rectk runs the causal encoder once per 50-item window and
+  trains the window's last ``--stride`` targets (``train.stride``; default 10), each of which
+  thus sees at least 40 items of its history (all of it when shorter), while the window's
+  earlier positions serve as context only; ``--stride 1`` is RecBole's one sample per prefix,
+  ``--stride 50`` windows that do not overlap (the cheapest; a target early in a window then
+  sees only the items before it in that window).
 - early stopping on validation NDCG@10 (evaluated after every epoch), stopping after
   ``--patience`` validations in a row without improvement; the best model is tested. RecBole
   stops when its counter *exceeds* ``stopping_step``, so it gets ``stopping_step = patience - 1``
@@ -52,19 +58,19 @@ The protocol, the same in both:
 - threads: rectk one XLA CPU device per core (its default), PyTorch its default thread count.
 
 Columns: test Recall/NDCG/MRR@10; the best validation NDCG@10; optimiser steps per epoch; epochs
-run and the best epoch; median seconds per training epoch as each library measures it (rectk: the
-train steps only, the first epoch including XLA compilation; RecBole: ``Trainer._train_epoch``,
-data loading included); median seconds from one validation to the next (training plus
+run and the best epoch; median seconds per training epoch as each library measures it (both
+include their input pipelines: rectk's training loop, the first epoch with its XLA compilation;
+RecBole's ``Trainer._train_epoch``); median seconds from one validation to the next (training plus
 validation, measured the same way for both); wall time from the start of the process to the end
 of the best epoch's validation (imports, data loading and compilation included); seconds of the
 test evaluation (full ranking; rectk's as its ``results.json`` has it, and how much of that was
 an XLA compilation, read from the ``JAX_LOG_COMPILES`` log); peak resident memory of the process
 tree (psutil, sampled every 50 ms); the process's wall time; and the rectk / RecBole ratios.
 
-Same targets, not the same updates: ``batch 256`` is 256 windows of up to 50 targets in rectk
-(about 10 optimiser steps per epoch on ml-100k) but 256 single-target prefixes in RecBole (380
-steps per epoch). Quality after a fixed small number of epochs is therefore not comparable; run
-to early stopping for the quality columns.
+Same targets, not the same updates: ``batch 256`` is 256 windows of up to ``--stride`` targets
+in rectk (40 optimiser steps per epoch on ml-100k at stride 10) but 256 single-target prefixes
+in RecBole (380 steps per epoch). Quality after a fixed small number of epochs is therefore not
+comparable; run to early stopping for the quality columns.
 """
 
 from __future__ import annotations
@@ -96,6 +102,8 @@ RECBOLE_REQUIREMENTS = ["recbole==1.2.1", "numpy<2", "pandas<3"]
 WORKER = Path(__file__).resolve().parent / "_recbole_side.py"
 METRICS = ("recall@10", "ndcg@10", "mrr@10")
 RANKS_COMPILED = r"Finished XLA compilation of jit\(model_ranks\) in ([0-9.]+) sec"
+
+STRIDE = 10  # rectk's train.stride here; see the module docstring
 
 PROTOCOL = {
     "max_len": 50,
@@ -188,7 +196,9 @@ def _load() -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def rectk_overrides(runs: Path, max_epochs: int, patience: int, seed: int) -> list[str]:
+def rectk_overrides(
+    runs: Path, max_epochs: int, patience: int, seed: int, stride: int = 0
+) -> list[str]:
     p = PROTOCOL
     sets = {
         "run_dir": f'"{runs}"',
@@ -206,6 +216,7 @@ def rectk_overrides(runs: Path, max_epochs: int, patience: int, seed: int) -> li
         "model.encoder.attn_dropout": p["attn_dropout"],
         "loss.type": '"softmax_ce"',
         "train.batch_size": p["batch_size"],
+        "train.stride": stride,
         "train.epochs": max_epochs,
         "train.steps": 0,
         "train.lr": p["lr"],
@@ -443,6 +454,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=10, help="validations without improvement")
     parser.add_argument("--only", choices=("rectk", "recbole"), help="run one library only")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--stride",
+        type=int,
+        default=STRIDE,
+        help="rectk train.stride: targets trained per 50-item window (1 = one window per "
+        "prefix, as RecBole; 50 = windows that do not overlap)",
+    )
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "vs_recbole")
     parser.add_argument("--json", type=Path, help="write the results to this JSON file")
     args = parser.parse_args(argv)
@@ -451,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     args.runs = args.runs.resolve()
     args.runs.mkdir(parents=True, exist_ok=True)
 
-    sets = rectk_overrides(args.runs, args.max_epochs, args.patience, args.seed)
+    sets = rectk_overrides(args.runs, args.max_epochs, args.patience, args.seed, args.stride)
     print(
         f"SASRec, full-softmax CE, {DATASET} ({DATA / DATASET}); leave-last-out by time; "
         f"max_len {PROTOCOL['max_len']}, {PROTOCOL['layers']} layers, {PROTOCOL['heads']} heads, "
@@ -472,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             "recbole_stopping_step": args.patience - 1,
             "mask_seen": False,
             "seed": args.seed,
+            "rectk_stride": args.stride,
         },
         "cpu_count": os.cpu_count(),
         "machine": platform.platform(),
