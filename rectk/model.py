@@ -3,6 +3,8 @@ their plugin configs. It contains no particular model; the plugins do."""
 
 from __future__ import annotations
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -57,13 +59,18 @@ class Recommender(nnx.Module):
         *,
         users_b: jax.Array | None = None,
         rngs: nnx.Rngs | None = None,
+        last_only: bool = False,
     ) -> jax.Array:
-        """Hidden states at every position, ``[B, L, D]``."""
+        """Hidden states at every position, ``[B, L, D]``; ``last_only``: at the last position,
+        ``[B, 1, D]`` (cheaper where the encoder accepts ``last_only``, e.g. the transformers)."""
         if self.mask_token is not None:  # input id V (one past the table) is the MASK
             table_vd = jnp.concatenate([table_vd, self.mask_token[...].astype(table_vd.dtype)])
         mask_bl = history_bl > 0
         emb_bld = jnp.take(table_vd, history_bl, axis=0) * mask_bl[..., None]
-        return self.encoder(emb_bld, mask_bl, users_b=users_b, rngs=rngs)
+        if last_only and _accepts_last_only(self.encoder):
+            return self.encoder(emb_bld, mask_bl, users_b=users_b, rngs=rngs, last_only=True)
+        h_bld = self.encoder(emb_bld, mask_bl, users_b=users_b, rngs=rngs)
+        return h_bld[:, -1:] if last_only else h_bld
 
     def user_states(
         self, history_bl: jax.Array, table_vd: jax.Array, users_b: jax.Array | None = None
@@ -72,7 +79,12 @@ class Recommender(nnx.Module):
         if self.mask_token is not None:  # shift left, append MASK: the state that predicts it
             mask_b1 = jnp.full_like(history_bl[:, :1], table_vd.shape[0])
             history_bl = jnp.concatenate([history_bl[:, 1:], mask_b1], axis=1)
-        return self.encode(history_bl, table_vd, users_b=users_b)[:, -1, :]
+        return self.encode(history_bl, table_vd, users_b=users_b, last_only=True)[:, -1, :]
+
+
+def _accepts_last_only(encoder) -> bool:
+    """Whether an encoder's ``__call__`` takes ``last_only`` (an optional fast path)."""
+    return "last_only" in inspect.signature(encoder.__call__).parameters
 
 
 def trainable_filter(model: Recommender):

@@ -144,3 +144,14 @@ def test_mlp_head_chunked_equals_direct():
     g_whole = jax.grad(lambda a: whole(a, items).sum())(u)
     g_chunk = jax.grad(lambda a: chunked(a, items).sum())(u)
     np.testing.assert_allclose(np.asarray(g_chunk), np.asarray(g_whole), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_last_only_equals_the_last_state(name):
+    """The ranking fast path (the last layer computes the last position only) is exact."""
+    enc = _encoder(name, layers=2)
+    emb, mask = _inputs()
+    full = enc(emb, mask, users_b=USERS)
+    last = enc(emb, mask, users_b=USERS, last_only=True)
+    assert last.shape == (B, 1, D)
+    np.testing.assert_allclose(np.asarray(last[:, 0]), np.asarray(full[:, -1]), atol=1e-5)

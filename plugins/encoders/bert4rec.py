@@ -21,11 +21,11 @@ class BERT4Rec(nnx.Module):
         self.out = dense(dim, dim, ("embed", "mlp"), cfg.init_std, rngs)
         self.out_norm = nnx.LayerNorm(dim, epsilon=cfg.layer_norm_eps, rngs=rngs)
 
-    def __call__(self, emb_bld, mask_bl, *, users_b=None, rngs=None) -> jax.Array:
+    def __call__(self, emb_bld, mask_bl, *, users_b=None, rngs=None, last_only=False):
         del users_b
         length = emb_bld.shape[1]
         allowed_bll = jnp.broadcast_to(mask_bl[:, None, :], (*mask_bl.shape, length))
-        x_bld = self.stack(emb_bld, allowed_bll, rngs)
+        x_bld = self.stack(emb_bld, allowed_bll, rngs, last_only=last_only)
         return self.out_norm(jax.nn.gelu(self.out(x_bld), approximate=False))
 
 

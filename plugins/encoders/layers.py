@@ -37,15 +37,26 @@ class SelfAttention(nnx.Module):
         self.value = dense(dim, dim, ("embed", "heads"), std, rngs)
         self.out = dense(dim, dim, ("heads", "embed"), std, rngs)
 
-    def __call__(self, x_btd: jax.Array, allowed_btt: jax.Array, rngs: nnx.Rngs | None):
-        b, t, d = x_btd.shape
+    def __call__(
+        self,
+        x_btd: jax.Array,
+        allowed_btt: jax.Array,
+        rngs: nnx.Rngs | None,
+        *,
+        last_only: bool = False,
+    ):
+        """Attention outputs at every position, or (``last_only``) at the last one, ``[B, 1, D]``:
+        its query attends to every allowed position, the others' queries are not computed."""
+        b, _, d = x_btd.shape
         h = self.heads
 
         def split(y):
-            return y.reshape(b, t, h, d // h)
+            return y.reshape(b, y.shape[1], h, d // h)
 
+        if last_only:
+            allowed_btt = allowed_btt[:, -1:, :]
         q_bthk, k_bthk, v_bthk = (
-            split(self.query(x_btd)),
+            split(self.query(x_btd[:, -1:] if last_only else x_btd)),
             split(self.key(x_btd)),
             split(self.value(x_btd)),
         )
@@ -56,7 +67,7 @@ class SelfAttention(nnx.Module):
         probs_bhts = jax.nn.softmax(logits_bhts.astype(jnp.float32), axis=-1).astype(x_btd.dtype)
         probs_bhts = dropout(probs_bhts, self.attn_dropout, rngs)
         ctx_bthk = jnp.einsum("bhts,bshk->bthk", probs_bhts, v_bthk)
-        return self.out(ctx_bthk.reshape(b, t, d))
+        return self.out(ctx_bthk.reshape(b, ctx_bthk.shape[1], d))
 
 
 class TransformerLayer(nnx.Module):
@@ -81,9 +92,10 @@ class TransformerLayer(nnx.Module):
         self.norm2 = nnx.LayerNorm(dim, epsilon=eps, rngs=rngs)
         self.rate = dropout
 
-    def __call__(self, x_btd, allowed_btt, rngs):
-        y = dropout(self.attn(x_btd, allowed_btt, rngs), self.rate, rngs)
-        x_btd = self.norm1(x_btd + y)
+    def __call__(self, x_btd, allowed_btt, rngs, *, last_only: bool = False):
+        """Every position's output, or (``last_only``) the last one's, ``[B, 1, D]``."""
+        y = dropout(self.attn(x_btd, allowed_btt, rngs, last_only=last_only), self.rate, rngs)
+        x_btd = self.norm1((x_btd[:, -1:] if last_only else x_btd) + y)
         y = self.ff_out(jax.nn.gelu(self.ff_in(x_btd), approximate=False))
         return self.norm2(x_btd + dropout(y, self.rate, rngs))
 
@@ -125,10 +137,14 @@ class TransformerStack(nnx.Module):
         )
         self.rate = cfg.dropout
 
-    def __call__(self, emb_bld, allowed_bll, rngs) -> jax.Array:
+    def __call__(self, emb_bld, allowed_bll, rngs, *, last_only: bool = False) -> jax.Array:
+        """Hidden states ``[B, L, D]``; ``last_only``: the last position's only, ``[B, 1, D]``
+        (the last layer then computes that position alone: what ranking needs)."""
         length = emb_bld.shape[1]
         x_bld = emb_bld + self.positions[...][None, -length:, :]
         x_bld = dropout(self.norm(x_bld), self.rate, rngs)
-        for layer in self.layers:
-            x_bld = layer(x_bld, allowed_bll, rngs)
+        for i, layer in enumerate(self.layers):
+            x_bld = layer(
+                x_bld, allowed_bll, rngs, last_only=last_only and i == len(self.layers) - 1
+            )
         return x_bld

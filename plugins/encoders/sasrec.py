@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -17,11 +16,11 @@ class SASRec(nnx.Module):
     def __init__(self, cfg: SASRecConfig, *, dim: int, max_len: int, rngs: nnx.Rngs):
         self.stack = TransformerStack(cfg, dim=dim, max_len=max_len, rngs=rngs)
 
-    def __call__(self, emb_bld, mask_bl, *, users_b=None, rngs=None) -> jax.Array:
+    def __call__(self, emb_bld, mask_bl, *, users_b=None, rngs=None, last_only=False):
         del users_b
         length = emb_bld.shape[1]
         causal_ll = jnp.tril(jnp.ones((length, length), bool))
-        return self.stack(emb_bld, causal_ll[None] & mask_bl[:, None, :], rngs)
+        return self.stack(emb_bld, causal_ll[None] & mask_bl[:, None, :], rngs, last_only=last_only)
 
 
 @registered(registry.encoders, "sasrec")
