@@ -78,6 +78,9 @@ def main() -> None:
     for recipe in args.recipes:
         row = run_one(recipe.resolve(), args.set, args.runs)
         rows.append(row)
+        if args.json:  # after every recipe, so an interrupted sweep keeps what it measured
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(rows, indent=2))
         if "error" in row:
             print(f"{row['recipe']}: failed: {row['error']}")
             continue
@@ -87,9 +90,6 @@ def main() -> None:
             f"{row['train_seconds']:9.1f}",
             flush=True,
         )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":
