@@ -29,7 +29,7 @@ def measure(recipe: str, sets: list[str], warmup: int, steps: int) -> dict:
 
     from rectk import sharding as shd
 
-    shd.use_all_cpu_cores(int(os.environ.get("RECTK_BENCH_DEVICES", "0")))
+    shd.set_cpu_devices(int(os.environ.get("RECTK_BENCH_DEVICES", "0")))
     import jax
 
     from rectk import recipe as recipe_lib
@@ -75,7 +75,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("recipe")
     p.add_argument("--chunks", type=int, nargs="+", default=[2048, 1024, 512, 256, 0])
-    p.add_argument("--devices", type=int, nargs="+", default=[0], help="0 = one per core")
+    p.add_argument(
+        "--devices",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="XLA CPU devices; 0 = one (rectk's default)",
+    )
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--json", type=Path)

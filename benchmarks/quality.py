@@ -3,7 +3,7 @@
     python benchmarks/quality.py recipes/ml100k_sasrec.toml recipes/ml100k_gru4rec.toml \
         --set train.epochs=50 --json results/quality.json
 
-Each recipe runs in its own process (a fresh JAX, one XLA CPU device per core), into a run
+Each recipe runs in its own process (a fresh JAX; on CPU one XLA device on every core), into a run
 directory under --runs; columns: data set, model, loss, Recall@10, NDCG@10, MRR@10 on the test
 split (full ranking, seen items masked), and the wall time of training.
 """

@@ -55,7 +55,8 @@ The protocol, the same in both:
   evaluation batches of 256 learners in both.
 - RecBole's autograd anomaly detection (switched on for the whole process when its
   ``sequential_recommender`` package is imported) is switched off before training.
-- threads: rectk one XLA CPU device per core (its default), PyTorch its default thread count.
+- threads: rectk one XLA CPU device on every core (its default; ``--rectk-cpu-devices N`` splits it),
+  PyTorch its default thread count.
 
 Columns: test Recall/NDCG/MRR@10; the best validation NDCG@10; optimiser steps per epoch; epochs
 run and the best epoch; median seconds per training epoch as each library measures it (both
@@ -270,10 +271,11 @@ def rectk_split(sets: list[str]) -> tuple[dict, dict]:
     return {"valid": examples(sp.valid), "test": examples(sp.test)}, counts
 
 
-def run_rectk(runs: Path, sets: list[str]) -> dict:
+def run_rectk(runs: Path, sets: list[str], cpu_devices: int = 0) -> dict:
     rd = runs / "rectk_sasrec"
     shutil.rmtree(rd, ignore_errors=True)  # rectk resumes an existing run directory
-    cmd = [sys.executable, "-m", "rectk.cli", "train", str(RECIPE), "--no-progress"]
+    cmd = [sys.executable, "-m", "rectk.cli", "--cpu-devices", str(cpu_devices), "train"]
+    cmd += [str(RECIPE), "--no-progress"]
     for s in sets:
         cmd += ["--set", s]
     log = runs / "rectk.log"
@@ -455,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("rectk", "recbole"), help="run one library only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--rectk-cpu-devices", type=int, default=0, help="rectk --cpu-devices (0 = one device)"
+    )
+    parser.add_argument(
         "--stride",
         type=int,
         default=STRIDE,
@@ -491,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
             "mask_seen": False,
             "seed": args.seed,
             "rectk_stride": args.stride,
+            "rectk_cpu_devices": args.rectk_cpu_devices,
         },
         "cpu_count": os.cpu_count(),
         "machine": platform.platform(),
@@ -502,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         report["rectk_data"] = counts
         print(f"rectk data: {counts}", flush=True)
         print(f"running rectk (log {args.runs / 'rectk.log'}) ...", flush=True)
-        results["rectk"] = run_rectk(args.runs, sets)
+        results["rectk"] = run_rectk(args.runs, sets, args.rectk_cpu_devices)
     if args.only != "rectk":
         print(f"running RecBole (log {args.runs / 'recbole.log'}) ...", flush=True)
         rb = run_recbole(args.runs, args.max_epochs, args.patience, args.seed)

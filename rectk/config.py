@@ -93,7 +93,8 @@ class MeshConfig:
     """Device mesh: ``data`` x ``model`` (``-1`` = all remaining devices).
 
     ``rules`` map logical axis names used inside modules to mesh axes ("" = replicated).
-    On CPU the command line creates one XLA device per core (``XLA_FLAGS`` set by hand wins).
+    On CPU there is one XLA device, using every core, unless ``rectk --cpu-devices N`` (or
+    ``XLA_FLAGS``) splits it.
     """
 
     data: int = -1

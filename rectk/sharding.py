@@ -10,20 +10,18 @@ from rectk.errors import RectkError
 _HOST_FLAG = "--xla_force_host_platform_device_count"
 
 
-def use_all_cpu_cores(count: int = 0) -> None:
-    """On CPU one XLA device uses one core: ask XLA for one host device per core.
+def set_cpu_devices(count: int = 0) -> None:
+    """Split the host CPU into ``count`` XLA devices (0 = XLA's default: one device).
 
+    One XLA CPU device already runs its operations on every core, so one device is the fast
+    choice on a CPU (measured in ``benchmarks/ce_chunks.py``: 1.4x to 2.2x faster per step than
+    one device per core on a 2-core machine); several are for exercising data parallelism.
     Must run before JAX initialises its backends; a count already in ``XLA_FLAGS`` wins.
     """
     flags = os.environ.get("XLA_FLAGS", "")
-    if _HOST_FLAG in flags:
+    if count <= 0 or _HOST_FLAG in flags:
         return
-    n = (
-        count or len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count()
-    )
-    os.environ["XLA_FLAGS"] = f"{flags} {_HOST_FLAG}={max(1, int(n or 1))}".strip()
+    os.environ["XLA_FLAGS"] = f"{flags} {_HOST_FLAG}={int(count)}".strip()
 
 
 def make_mesh(data: int = -1, model: int = 1, devices: Sequence | None = None):
