@@ -1,0 +1,26 @@
+"""The examples in docstrings run and give what they show."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "rectk.registry",
+    "rectk.data.simulator",
+    "rectk.data.catalogue_io",
+    "rectk.data.readers",
+    "rectk.data.pipeline",
+    "rectk.ranking",
+    "rectk_plugins.text",
+    "rectk_plugins.text.bert",
+    "rectk_plugins.losses.common",
+    "rectk_plugins.losses.binary",
+    "rectk_plugins.tasks",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
