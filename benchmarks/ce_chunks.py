@@ -34,23 +34,13 @@ def measure(recipe: str, sets: list[str], warmup: int, steps: int) -> dict:
 
     from rectk import recipe as recipe_lib
     from rectk import steps as steps_lib
-    from rectk.data.pipeline import train_dataset
     from rectk.run import prepare
-    from rectk.trainer import setup
+    from rectk.trainer import setup, train_batches
 
     cfg = recipe_lib.load(recipe, sets).config
     data, split = prepare(cfg)
     s = setup(cfg, data, split, shd.make_mesh(cfg.mesh.data, cfg.mesh.model))
-    transform = getattr(cfg.task, "train_transform", None)
-    ds = train_dataset(
-        split.train,
-        max_len=cfg.model.max_len,
-        batch_size=cfg.train.batch_size,
-        epochs=1,
-        seed=cfg.seed,
-        transform=transform(vocab_size=s.num_items + 1) if transform else None,
-    )
-    batches = list(itertools.islice(ds, warmup + steps))
+    batches = list(itertools.islice(train_batches(s, split, epochs=1), warmup + steps))
     fn = steps_lib.jit_train_step(s.bound, s.state_shardings, s.batch_sharding, s.replicated)
     state, key = s.state, jax.random.key(cfg.seed + 1)
     for b in batches[:warmup]:

@@ -172,25 +172,31 @@ class TrainResult:
     valid: dict[str, float]
 
 
+def train_batches(s: Setup, split: Split, epochs: int | None = None):
+    """This process's training batches as the recipe shapes them (stride, the task's per-window
+    map), for ``epochs`` epochs (default: the run's)."""
+    cfg = s.cfg
+    task_transform = getattr(cfg.task, "train_transform", None)  # a task's per-window map
+    return train_dataset(
+        split.train,
+        max_len=cfg.model.max_len,
+        batch_size=cfg.train.batch_size,
+        epochs=s.epochs if epochs is None else epochs,
+        seed=cfg.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        transform=task_transform(vocab_size=s.num_items + 1) if task_transform else None,
+        stride=cfg.train.stride,
+    )
+
+
 def fit(
     s: Setup, split: Split, ckpt: Checkpoints, log: MetricsLog, *, progress=True
 ) -> TrainResult:
     """Trains to ``total_steps`` or early stopping; resumes from the latest checkpoint."""
     cfg = s.cfg
     tc = cfg.train
-    task_transform = getattr(cfg.task, "train_transform", None)  # a task's per-window map
-    ds = train_dataset(
-        split.train,
-        max_len=cfg.model.max_len,
-        batch_size=tc.batch_size,
-        epochs=s.epochs,
-        seed=cfg.seed,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        transform=task_transform(vocab_size=s.num_items + 1) if task_transform else None,
-        stride=tc.stride,
-    )
-    it = iter(ds.to_iter_dataset())
+    it = iter(train_batches(s, split).to_iter_dataset())
     valid = evaluator(s, split.valid)
     ranks = rank_fn(s)
     step_fn = steps.jit_train_step(s.bound, s.state_shardings, s.batch_sharding, s.replicated)
