@@ -172,8 +172,29 @@ def test_softmax_ce_chunked_equals_unchunked():
     g_whole = jax.grad(lambda u: f(ce(chunk_rows=100), u, table))(user)
     g_chunk = jax.grad(lambda u: f(ce(chunk_rows=3), u, table))(user)
     np.testing.assert_allclose(np.asarray(g_chunk), np.asarray(g_whole), rtol=1e-5, atol=1e-7)
+    gt_whole = jax.grad(lambda t: f(ce(chunk_rows=100), user, t))(table)
+    gt_chunk = jax.jit(jax.grad(lambda t: f(ce(chunk_rows=3), user, t)))(table)
+    np.testing.assert_allclose(np.asarray(gt_chunk), np.asarray(gt_whole), rtol=1e-5, atol=1e-7)
     auto = f(ce(), user, table)  # chunk_rows = 0: chosen from the item count
     np.testing.assert_allclose(float(auto), float(whole), rtol=1e-6)
+
+
+def test_softmax_ce_gradient_never_holds_the_rows_x_items_matrix():
+    """The backward pass recomputes each chunk's scores: its working memory is a few chunks,
+    not the N x V score matrix (which a scan would otherwise stack as residuals)."""
+    head = registry.heads.get("dot")().build(dim=D, rngs=nnx.Rngs(0))
+    n, v, c = 4096, 2000, 128
+    user = jnp.zeros((n, D), jnp.float32)
+    table = jnp.zeros((v, D), jnp.float32)
+    target = jnp.ones(n, jnp.int32)
+    loss = registry.losses.get("softmax_ce")(chunk_rows=c)
+
+    def f(u, t):
+        return loss(head=head, user_nd=u, table_vd=t, target_n=target, weight_n=target, key=None)
+
+    compiled = jax.jit(jax.grad(f, argnums=(0, 1))).lower(user, table).compile()
+    temp = compiled.memory_analysis().temp_size_in_bytes
+    assert temp < n * v * 4 / 4, f"{temp / 2**20:.1f} MiB of temporaries"
 
 
 def test_softmax_ce_automatic_chunk_size():

@@ -64,6 +64,9 @@ class SoftmaxCE:
             x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
             return x.reshape(-1, c, *x.shape[1:])
 
+        # Rematerialised: the backward pass recomputes a chunk's scores instead of the scan
+        # stacking every chunk's [C, V] residuals (the whole N x V matrix this avoids).
+        @jax.checkpoint
         def chunk_sum(args):
             u_cd, t_c, w_c = args
 
