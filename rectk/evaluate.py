@@ -18,7 +18,12 @@ def item_chunk(requested: int, num_items: int) -> int:
 
 
 class Evaluator:
-    """Ranks every target of ``examples`` among all items; identical for any batch size."""
+    """Ranks every target of ``examples`` among all items; identical for any batch size.
+
+    ``trim``: the model accepts input windows shorter than ``max_len`` (left-trimmed of padding)
+    with unchanged results, so each batch's window is only as wide as its longest history needs
+    (see ``eval_batches``); on Amazon Beauty that is under a fifth of the positions.
+    """
 
     def __init__(
         self,
@@ -31,11 +36,12 @@ class Evaluator:
         metrics: Sequence[str] = ("recall", "ndcg", "mrr"),
         sharding=None,
         multiple: int = 1,
+        trim: bool = False,
     ):
         batch_size = -(-batch_size // multiple) * multiple
         seen_len = seen_length(examples) if mask_seen else 1
         self.batches = eval_batches(
-            examples, max_len=max_len, batch_size=batch_size, seen_len=seen_len
+            examples, max_len=max_len, batch_size=batch_size, seen_len=seen_len, trim=trim
         )
         if not mask_seen:
             for b in self.batches:
@@ -46,7 +52,7 @@ class Evaluator:
         self.size = len(examples)
 
     def _put(self, batch: dict) -> dict:
-        arrays = {k: v for k, v in batch.items() if k != "valid"}
+        arrays = {k: v for k, v in batch.items() if k not in ("valid", "index")}
         if self.sharding is None:
             return arrays
         n, i = jax.process_count(), jax.process_index()
@@ -66,11 +72,12 @@ class Evaluator:
         return np.asarray(jax.device_get(x))
 
     def ranks(self, rank_fn: Callable[[dict], jax.Array]) -> np.ndarray:
-        out = []
+        """The rank of every example's target, in example order."""
+        out = np.zeros(self.size, np.int64)
         for batch in self.batches:
             r = self._fetch(rank_fn(self._put(batch)))
-            out.append(r[batch["valid"]])
-        return np.concatenate(out) if out else np.zeros(0, np.int64)
+            out[batch["index"][batch["valid"]]] = r[batch["valid"]]
+        return out
 
     def metrics(self, rank_fn: Callable[[dict], jax.Array]) -> dict[str, float]:
         return metrics_from_ranks(self.ranks(rank_fn), self.ks, self.metric_names)

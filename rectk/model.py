@@ -52,6 +52,13 @@ class Recommender(nnx.Module):
     def item_table(self) -> jax.Array:
         return self.item_tower()
 
+    @property
+    def variable_length(self) -> bool:
+        """Whether the encoder's last state is unchanged on a window left-trimmed of padding
+        (a class attribute ``variable_length = True`` on the encoder says so; evaluation then
+        feeds each batch a window only as wide as its longest history)."""
+        return bool(getattr(self.encoder, "variable_length", False))
+
     def encode(
         self,
         history_bl: jax.Array,

@@ -17,6 +17,7 @@ from rectk import recipe as recipe_lib
 from rectk import sharding as shd
 from rectk import steps
 from rectk.checkpoint import Checkpoints
+from rectk.compiler import jit_inference
 from rectk.config import RunConfig
 from rectk.data.pipeline import left_pad
 from rectk.data.split import Split, split
@@ -159,7 +160,7 @@ class Loaded:
     def top_k_fn(self, k: int):
         """The jitted top-k scorer for ``k`` (compiled once per k and history length)."""
         if k not in self._top_k:
-            self._top_k[k] = jax.jit(
+            self._top_k[k] = jit_inference(
                 functools.partial(steps.model_top_k, self.bound, self.num_items, self.chunk, k)
             )
         return self._top_k[k]

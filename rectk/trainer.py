@@ -22,6 +22,7 @@ from jax.sharding import NamedSharding
 from rectk import sharding as shd
 from rectk import steps
 from rectk.checkpoint import Checkpoints, abstract_like
+from rectk.compiler import jit_inference
 from rectk.config import RunConfig
 from rectk.data.pipeline import train_dataset, training_windows
 from rectk.data.split import Split
@@ -48,6 +49,7 @@ class Setup:
     epochs: int
     num_items: int
     chunk: int
+    trim_windows: bool = False  # evaluation may cut windows to each batch's longest history
     ranker: Any = None  # the jitted model ranker over all items, built once (rank_fn)
 
 
@@ -116,6 +118,7 @@ def setup(cfg: RunConfig, data: Dataset, split: Split, mesh) -> Setup:
         epochs=epochs,
         num_items=inter.num_items,
         chunk=item_chunk(cfg.eval.item_chunk, inter.num_items),
+        trim_windows=abstract.variable_length,
     )
 
 
@@ -136,6 +139,7 @@ def evaluator(s: Setup, examples) -> Evaluator:
         metrics=e.metrics,
         sharding=s.batch_sharding,
         multiple=s.mesh.shape["data"],
+        trim=s.trim_windows,
     )
 
 
@@ -147,7 +151,7 @@ def rank_fn(s: Setup, allowed_v: np.ndarray | None = None):
     if allowed_v is None and s.ranker is not None:
         return s.ranker  # validation and test share one compiled ranker
     allowed = None if allowed_v is None else jnp.asarray(allowed_v)
-    f = jax.jit(
+    f = jit_inference(
         functools.partial(steps.model_ranks, s.bound, s.num_items, s.chunk, allowed_v=allowed),
         in_shardings=(weights_of(s.state_shardings), s.batch_sharding),
     )
@@ -325,7 +329,7 @@ def fixed_rank_fn(s: Setup, scores_v: np.ndarray, allowed_v: np.ndarray | None =
     """Ranks under one fixed score per item (a baseline: popularity, random)."""
     scores = jax.device_put(jnp.asarray(scores_v, jnp.float32), s.replicated)
     allowed = None if allowed_v is None else jnp.asarray(allowed_v)
-    f = jax.jit(
+    f = jit_inference(
         functools.partial(steps.popularity_ranks, s.num_items, s.chunk, allowed_v=allowed),
         in_shardings=(s.replicated, s.batch_sharding),
     )

@@ -108,3 +108,52 @@ def test_evaluator_is_batch_size_invariant():
         for bs in (1, 8, 64)
     ]
     assert results[0] == results[1] == results[2]
+
+
+def test_evaluator_orders_by_length_trims_windows_and_returns_ranks_in_example_order():
+    rng = np.random.default_rng(2)
+    n, v, d, max_len = 29, 200, 8, 16
+    lengths = np.concatenate([rng.integers(1, 6, n - 3), [40, 17, 9]])  # a few long histories
+    ptr = np.concatenate([[0], np.cumsum(lengths)])
+    hist = Sequences(ptr=ptr, items=rng.integers(1, v, ptr[-1]).astype(np.int32))
+    examples = EvalSet(
+        user=np.arange(1, n + 1, dtype=np.int32),
+        target=rng.integers(1, v, n).astype(np.int32),
+        hist=hist,
+    )
+    table_np = rng.normal(size=(v, d)).astype(np.float32)
+    table = jnp.asarray(table_np)
+
+    @jax.jit
+    def rank_fn(batch):  # padding-blind: the sum over real items of the window
+        u = (jnp.take(table, batch["input"], axis=0) * (batch["input"] > 0)[..., None]).sum(1)
+        t = jnp.einsum("bd,bd->b", u, table[batch["target"]])
+
+        def score_chunk(u_bd, ids):
+            return u_bd @ jnp.take(table, jnp.minimum(ids, v - 1), axis=0).T
+
+        return ranking.target_ranks(
+            u, score_chunk, batch["target"], t, batch["seen"], num_items=v - 1, chunk=64
+        )
+
+    def evaluator(trim):
+        return Evaluator(
+            examples, max_len=max_len, batch_size=8, mask_seen=True, ks=(5,), trim=trim
+        )
+
+    trimmed, full = evaluator(True), evaluator(False)
+    assert [b["input"].shape[1] for b in full.batches] == [max_len] * 4
+    assert [b["input"].shape[1] for b in trimmed.batches] == [16, 8, 8, 8]  # longest first
+    assert [b["seen"].shape[1] for b in trimmed.batches] == [64, 64, 64, 64]
+    ranks = trimmed.ranks(rank_fn)
+    np.testing.assert_array_equal(ranks, full.ranks(rank_fn))
+
+    expected = []  # brute force, example by example
+    for i in range(n):
+        h = hist.row(i)
+        s_v = table_np @ table_np[h[-max_len:]].sum(0)
+        t = s_v[examples.target[i]]
+        cand = np.ones(v, bool)
+        cand[[0, examples.target[i], *h]] = False
+        expected.append(int((s_v[cand] >= t).sum()))
+    np.testing.assert_array_equal(ranks, expected)

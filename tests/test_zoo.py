@@ -155,3 +155,17 @@ def test_last_only_equals_the_last_state(name):
     last = enc(emb, mask, users_b=USERS, last_only=True)
     assert last.shape == (B, 1, D)
     np.testing.assert_allclose(np.asarray(last[:, 0]), np.asarray(full[:, -1]), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", registry.encoders.names())
+def test_variable_length_encoders_ignore_leading_padding(name):
+    """An encoder that declares ``variable_length`` (evaluation then trims each batch's window
+    to its longest history) gives the same last state on the trimmed window."""
+    enc = _encoder(name)
+    if not getattr(enc, "variable_length", False):
+        pytest.skip(f"{name} does not declare variable_length")
+    hist = jnp.array([[0, 0, 0, 0, 3, 4, 5], [0, 0, 0, 1, 2, 3, 9]])
+    emb = jax.random.normal(jax.random.key(1), (B, L, D)) * (hist > 0)[..., None]
+    full = enc(emb, hist > 0, users_b=USERS)[:, -1]
+    trimmed = enc(emb[:, -4:], hist[:, -4:] > 0, users_b=USERS)[:, -1]
+    np.testing.assert_allclose(np.asarray(trimmed), np.asarray(full), rtol=1e-5, atol=1e-5)

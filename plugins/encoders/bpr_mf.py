@@ -13,6 +13,8 @@ from rectk.recipe import registered
 
 
 class UserTable(nnx.Module):
+    variable_length = True  # a window left-trimmed of padding gives the same last state
+
     def __init__(self, num_users: int, dim: int, *, init_std: float, rngs: nnx.Rngs):
         init = nnx.with_partitioning(nnx.initializers.normal(init_std), ("users", "embed"))
         self.embedding = nnx.Param(init(rngs.params(), (num_users, dim)))

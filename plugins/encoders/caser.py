@@ -14,6 +14,8 @@ from rectk_plugins.encoders.layers import dense, dropout
 
 
 class Caser(nnx.Module):
+    variable_length = True  # a window left-trimmed of padding gives the same last state
+
     def __init__(self, cfg: CaserConfig, *, dim: int, num_users: int, rngs: nnx.Rngs):
         part, normal = nnx.with_partitioning, nnx.initializers.normal(cfg.init_std)
         w, n_h, n_v = cfg.window, cfg.horizontal, cfg.vertical

@@ -14,6 +14,8 @@ from rectk_plugins.encoders.layers import dense
 
 
 class MeanPool(nnx.Module):
+    variable_length = True  # a window left-trimmed of padding gives the same last state
+
     def __init__(self, cfg: MeanPoolConfig, *, dim: int, rngs: nnx.Rngs):
         self.norm = nnx.LayerNorm(dim, rngs=rngs)
         self.proj = dense(dim, dim, ("embed", "mlp"), cfg.init_std, rngs) if cfg.linear else None

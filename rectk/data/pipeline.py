@@ -100,31 +100,56 @@ def train_dataset(
 
 
 def eval_batches(
-    examples: EvalSet, *, max_len: int, batch_size: int, seen_len: int
+    examples: EvalSet, *, max_len: int, batch_size: int, seen_len: int, trim: bool = False
 ) -> list[dict[str, np.ndarray]]:
-    """Fixed-shape evaluation batches: inputs, targets, and seen items to mask.
+    """Evaluation batches: inputs, targets, and seen items to mask, longest histories first.
 
-    ``valid`` marks real rows (the last batch is padded). ``seen`` holds up to ``seen_len`` of
-    each learner's most recent history items (0 = none).
+    Examples are ordered by history length (longest first, ties in order), so each batch's
+    ``seen`` needs only as many columns as its own longest history: the smallest power of two
+    from 64 up that covers it, at most ``seen_len`` (0 = none). ``trim``: the ``input`` window
+    is cut the same way, to the smallest power of two from 8 up covering the batch's longest
+    history plus one slot (at most ``max_len``); its leading columns would hold padding only. A
+    few shapes, each compiled once, replace one shape padded to the longest learner.
+    ``index`` is each row's example number, ``valid`` marks real rows (the last batch is padded).
     """
-    out = []
+    out: list[dict[str, np.ndarray]] = []
     n = len(examples)
+    lengths = examples.hist.lengths[:n] if n else np.zeros(0, np.int64)
+    order = np.argsort(-lengths, kind="stable")
     for lo in range(0, n, batch_size):
-        hi = min(lo + batch_size, n)
-        inp = np.zeros((batch_size, max_len), np.int32)
-        seen = np.zeros((batch_size, seen_len), np.int32)
-        for r, i in enumerate(range(lo, hi)):
+        rows = order[lo : lo + batch_size]
+        longest = int(lengths[rows].max())
+        width = min(max_len, _pow2_at_least(longest + 1, 8)) if trim else max_len
+        seen_w = min(seen_len, _pow2_at_least(longest, 64))
+        inp = np.zeros((batch_size, width), np.int32)
+        seen = np.zeros((batch_size, seen_w), np.int32)
+        for r, i in enumerate(rows):
             h = examples.hist.row(i)
-            inp[r] = left_pad(h, max_len)
-            seen[r] = left_pad(h, seen_len)
+            inp[r] = left_pad(h, width)
+            seen[r] = left_pad(h, seen_w)
+        index = np.full(batch_size, -1, np.int64)
+        index[: len(rows)] = rows
         target = np.zeros(batch_size, np.int32)
-        target[: hi - lo] = examples.target[lo:hi]
+        target[: len(rows)] = examples.target[rows]
         user = np.zeros(batch_size, np.int32)
-        user[: hi - lo] = examples.user[lo:hi]
-        valid = np.zeros(batch_size, bool)
-        valid[: hi - lo] = True
-        out.append({"user": user, "input": inp, "target": target, "seen": seen, "valid": valid})
+        user[: len(rows)] = examples.user[rows]
+        valid: np.ndarray = index >= 0
+        out.append(
+            {
+                "user": user,
+                "input": inp,
+                "target": target,
+                "seen": seen,
+                "index": index,
+                "valid": valid,
+            }
+        )
     return out
+
+
+def _pow2_at_least(n: int, low: int) -> int:
+    """The smallest power of two that is at least ``n`` and at least ``low``."""
+    return max(low, 1 << max(0, int(n) - 1).bit_length())
 
 
 def seen_length(examples: EvalSet, multiple: int = 64) -> int:

@@ -1,0 +1,111 @@
+"""Full-ranking evaluation time of a recipe's model: XLA:CPU fusions and window trimming.
+
+    python benchmarks/eval_speed.py recipes/beauty_sasrec_ce.toml
+    python benchmarks/eval_speed.py recipes/ml100k_sasrec.toml --set eval.mask_seen=false
+
+Builds the recipe's model (initial weights: the time does not depend on them), then ranks the
+test split's targets among all items with the recipe's evaluation settings, four ways: the
+ranker compiled with XLA's default options or with ``rectk.compiler.inference_options`` (on
+the CPU: no YNNPACK fusions), and windows of ``model.max_len`` or trimmed per batch to the
+longest history (``Evaluator(trim=True)``, for encoders that declare ``variable_length``).
+Each way is timed ``--repeats`` times after one untimed pass that compiles every batch shape;
+the table gives the median seconds, the ratio to the first row, and whether the ranks equal
+the first row's (the share of
+targets whose rank is identical: compiled differently, float sums may round differently). Runs in one process, on one XLA device unless ``--cpu-devices``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import time
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("recipe")
+    p.add_argument("--set", action="append", default=[], help="recipe override")
+    p.add_argument("--split", choices=["valid", "test"], default="test")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--cpu-devices", type=int, default=0)
+    a = p.parse_args()
+
+    from rectk import sharding as shd
+
+    shd.set_cpu_devices(a.cpu_devices)
+    import jax
+    import numpy as np
+
+    from rectk import recipe as recipe_lib
+    from rectk import steps
+    from rectk.compiler import inference_options
+    from rectk.evaluate import Evaluator
+    from rectk.run import prepare
+    from rectk.trainer import setup, weights_of
+
+    cfg = recipe_lib.load(a.recipe, a.set).config
+    data, split = prepare(cfg)
+    s = setup(cfg, data, split, shd.make_mesh(cfg.mesh.data, cfg.mesh.model))
+    examples = getattr(split, a.split)
+    weights = weights_of(s.state)
+    e = cfg.eval
+
+    def evaluator(trim: bool) -> Evaluator:
+        return Evaluator(
+            examples,
+            max_len=cfg.model.max_len,
+            batch_size=e.batch_size,
+            mask_seen=e.mask_seen,
+            ks=e.ks,
+            metrics=e.metrics,
+            sharding=s.batch_sharding,
+            multiple=s.mesh.shape["data"],
+            trim=trim,
+        )
+
+    def ranker(options):
+        f = jax.jit(
+            functools.partial(steps.model_ranks, s.bound, s.num_items, s.chunk),
+            in_shardings=(weights_of(s.state_shardings), s.batch_sharding),
+            compiler_options=options,
+        )
+        return lambda batch: f(weights, batch)
+
+    ways = [("XLA defaults", None, False), ("rectk inference options", inference_options(), False)]
+    if s.trim_windows:
+        ways += [
+            ("XLA defaults, trimmed windows", None, True),
+            ("rectk options, trimmed windows", inference_options(), True),
+        ]
+    rows, first = [], None
+    for label, options, trim in ways:
+        ev, rank = evaluator(trim), ranker(options)
+        t = time.perf_counter()
+        ranks = ev.ranks(rank)  # compiles each batch shape
+        warm = time.perf_counter() - t
+        times = []
+        for _ in range(a.repeats):
+            t = time.perf_counter()
+            ev.ranks(rank)
+            times.append(time.perf_counter() - t)
+        first = ranks if first is None else first
+        shapes = sorted({b["input"].shape[1] for b in ev.batches}, reverse=True)
+        same = float(np.mean(ranks == first))
+        rows.append((label, statistics.median(times), warm, same, shapes))
+        print(f"  measured {rows[-1]}", flush=True)
+
+    print(
+        f"{a.recipe} ({' '.join(a.set)}): {len(examples)} {a.split} targets, "
+        f"{s.num_items} items, batch {e.batch_size}, {len(jax.devices())} XLA device(s); "
+        f"median of {a.repeats}"
+    )
+    print(f"{'way':<34}{'s':>8}{'first pass s':>14}{'speed-up':>10}{'same rank':>11}  widths")
+    for label, sec, warm, same, shapes in rows:
+        print(
+            f"{label:<34}{sec:>8.3f}{warm:>14.2f}{rows[0][1] / sec:>9.2f}x{same:>11.1%}  {shapes}"
+        )
+
+
+if __name__ == "__main__":
+    main()
