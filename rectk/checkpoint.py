@@ -8,34 +8,33 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
-from orbax.checkpoint import checkpoint_managers as policies
 
 
 class Checkpoints:
     """``save(step, state, meta, metric)`` / ``restore(step, abstract_state)``.
 
     A save lands whole or not at all (Orbax writes to a temporary folder and renames it), so a
-    run killed mid-save leaves the previous checkpoints intact.
+    run killed mid-save leaves the previous checkpoints intact. Kept: the latest ``keep`` and
+    the one with the highest ``metric``. The metric is stored inside each checkpoint's ``meta``
+    item, and retention is decided here, not by Orbax's ``BestN`` policy: Orbax 0.12 forgets
+    the metrics of checkpoints written by an earlier process, and a resumed run then deleted
+    its best checkpoint.
     """
+
+    _METRIC = "_checkpoint_metric"
 
     def __init__(self, directory: Path, *, keep: int, monitor: str):
         self.monitor = monitor
-        options = ocp.CheckpointManagerOptions(
-            enable_async_checkpointing=False,
-            preservation_policy=policies.AnyPreservationPolicy(
-                [
-                    policies.LatestN(n=max(1, keep)),
-                    policies.BestN(
-                        get_metric_fn=lambda m: m[monitor],
-                        n=1,
-                        keep_checkpoints_without_metrics=False,
-                    ),
-                ]
-            ),
-        )
+        self.keep = max(1, keep)
+        options = ocp.CheckpointManagerOptions(enable_async_checkpointing=False)
         self._mngr = ocp.CheckpointManager(
             Path(directory).absolute(), options=options, item_names=("state", "meta")
         )
+        self._metrics: dict[int, float] = {}
+        for step in self._mngr.all_steps():
+            value = self._restore_meta(step).get(self._METRIC)
+            if value is not None:
+                self._metrics[step] = float(value)
 
     def latest_step(self) -> int | None:
         return self._mngr.latest_step()
@@ -43,17 +42,40 @@ class Checkpoints:
     def all_steps(self) -> list[int]:
         return list(self._mngr.all_steps())
 
+    def best_step(self) -> int | None:
+        """The kept step with the highest metric (the earliest such on ties, as early stopping
+        counts only a strict improvement), or None."""
+        if not self._metrics:
+            return None
+        return max(self._metrics, key=lambda s: (self._metrics[s], -s))
+
     def save(self, step: int, state: Any, meta: dict, metric: float | None = None) -> None:
-        metrics = None if metric is None else {self.monitor: float(metric)}
+        meta = dict(meta)
+        if metric is not None:
+            meta[self._METRIC] = float(metric)
         self._mngr.save(
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
             ),
-            metrics=metrics,
             force=True,
         )
         self._mngr.wait_until_finished()
+        if metric is not None:
+            self._metrics[step] = float(metric)
+        self._prune()
+
+    def _prune(self) -> None:
+        """Delete all but the latest ``keep`` steps and the best one (after a save landed)."""
+        steps = sorted(self._mngr.all_steps())
+        keep = set(steps[-self.keep :])
+        best = self.best_step()
+        if best is not None:
+            keep.add(best)
+        for step in steps:
+            if step not in keep:
+                self._mngr.delete(step)
+                self._metrics.pop(step, None)
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
         out = self._mngr.restore(
@@ -62,11 +84,18 @@ class Checkpoints:
                 state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
             ),
         )
-        return out["state"], dict(out["meta"])
+        meta = dict(out["meta"])
+        meta.pop(self._METRIC, None)
+        return out["state"], meta
 
-    def restore_meta(self, step: int) -> dict:
+    def _restore_meta(self, step: int) -> dict:
         out = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         return dict(out["meta"])
+
+    def restore_meta(self, step: int) -> dict:
+        meta = self._restore_meta(step)
+        meta.pop(self._METRIC, None)
+        return meta
 
     def close(self) -> None:
         self._mngr.close()

@@ -156,3 +156,25 @@ def test_gradient_accumulation_averages_micro_batches():
     assert float(abs(up1["w"]).sum()) == 0.0  # the first micro-batch only accumulates
     up2, opt = tx.update({"w": jax.numpy.ones(3)}, opt, params)
     assert float(abs(up2["w"]).sum()) > 0.0
+
+
+def test_checkpoints_keep_the_best_across_processes(tmp_path):
+    """A resumed run (a new ``Checkpoints`` on the same folder) must not delete the best
+    checkpoint an earlier process wrote: Orbax's own BestN policy forgot those metrics."""
+    import jax.numpy as jnp
+
+    state = {"w": jnp.ones(3)}
+    first = Checkpoints(tmp_path, keep=2, monitor="ndcg@10")
+    for step, value in [(1, 0.1), (2, 0.5), (3, 0.2), (4, 0.3)]:
+        first.save(step, state, {"step": step}, metric=value)
+    assert first.all_steps() == [2, 3, 4]
+    first.close()
+    resumed = Checkpoints(tmp_path, keep=2, monitor="ndcg@10")
+    assert resumed.best_step() == 2
+    for step, value in [(5, 0.1), (6, None), (7, 0.5)]:  # 7 ties 2: the earlier stays best
+        resumed.save(step, state, {"step": step}, metric=value)
+    assert resumed.all_steps() == [2, 6, 7]
+    assert resumed.restore_meta(2) == {"step": 2}
+    _, meta = resumed.restore(2, {"w": jax.ShapeDtypeStruct((3,), jnp.float32)})
+    assert meta == {"step": 2}
+    resumed.close()
