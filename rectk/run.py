@@ -84,9 +84,12 @@ def train_and_evaluate(recipe: recipe_lib.Recipe, *, progress: bool = True, echo
         train_s = time.perf_counter() - t0
         test = evaluator(s, sp.test)
         ranks = rank_fn(s)
+        compiled = _compiled_shapes(ranks)
         t1 = time.perf_counter()
         scores = {"model": test.metrics(functools.partial(ranks, result.weights))}
         eval_s = time.perf_counter() - t1
+        # batch shapes validation had not compiled (a benchmark subtracts their compile time)
+        eval_compilations = _compiled_shapes(ranks) - compiled
         for name in cfg.eval.baselines:
             base = baseline_scores(name, s, sp.train.items, cfg.seed)
             scores[name] = test.metrics(fixed_rank_fn(s, base))
@@ -120,6 +123,7 @@ def train_and_evaluate(recipe: recipe_lib.Recipe, *, progress: bool = True, echo
             "total": round(time.perf_counter() - t0, 2),
             "train": round(train_s, 2),
             "test_eval": round(eval_s, 4),
+            "test_eval_compilations": eval_compilations,
             "epoch_median": float(np.median(result.epoch_seconds))
             if result.epoch_seconds
             else None,
@@ -164,6 +168,12 @@ class Loaded:
                 functools.partial(steps.model_top_k, self.bound, self.num_items, self.chunk, k)
             )
         return self._top_k[k]
+
+
+def _compiled_shapes(jitted) -> int:
+    """How many input shapes ``jitted`` has compiled (0 where JAX does not say)."""
+    size = getattr(jitted, "_cache_size", None)
+    return int(size()) if callable(size) else 0
 
 
 def load_run(path: str | Path) -> Loaded:
