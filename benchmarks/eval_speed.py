@@ -40,29 +40,14 @@ def main() -> None:
     from rectk import recipe as recipe_lib
     from rectk import steps
     from rectk.compiler import inference_options
-    from rectk.evaluate import Evaluator
     from rectk.run import prepare
-    from rectk.trainer import setup, weights_of
+    from rectk.trainer import evaluator, setup, weights_of
 
     cfg = recipe_lib.load(a.recipe, a.set).config
     data, split = prepare(cfg)
     s = setup(cfg, data, split, shd.make_mesh(cfg.mesh.data, cfg.mesh.model))
     examples = getattr(split, a.split)
     weights = weights_of(s.state)
-    e = cfg.eval
-
-    def evaluator(trim: bool) -> Evaluator:
-        return Evaluator(
-            examples,
-            max_len=cfg.model.max_len,
-            batch_size=e.batch_size,
-            mask_seen=e.mask_seen,
-            ks=e.ks,
-            metrics=e.metrics,
-            sharding=s.batch_sharding,
-            multiple=s.mesh.shape["data"],
-            trim=trim,
-        )
 
     def ranker(options):
         f = jax.jit(
@@ -80,7 +65,7 @@ def main() -> None:
         ]
     rows, first = [], None
     for label, options, trim in ways:
-        ev, rank = evaluator(trim), ranker(options)
+        ev, rank = evaluator(s, examples, trim), ranker(options)
         t = time.perf_counter()
         ranks = ev.ranks(rank)  # compiles each batch shape
         warm = time.perf_counter() - t
@@ -97,7 +82,7 @@ def main() -> None:
 
     print(
         f"{a.recipe} ({' '.join(a.set)}): {len(examples)} {a.split} targets, "
-        f"{s.num_items} items, batch {e.batch_size}, {len(jax.devices())} XLA device(s); "
+        f"{s.num_items} items, batch {cfg.eval.batch_size}, {len(jax.devices())} XLA device(s); "
         f"median of {a.repeats}"
     )
     print(f"{'way':<34}{'s':>8}{'first pass s':>14}{'speed-up':>10}{'same rank':>11}  widths")

@@ -127,8 +127,11 @@ def uses_mask_token(cfg: RunConfig) -> bool:
     return bool(getattr(cfg.task, "mask_token", False))
 
 
-def evaluator(s: Setup, examples) -> Evaluator:
-    """An evaluator of ``examples`` with the recipe's evaluation settings, on the mesh."""
+def evaluator(s: Setup, examples, trim: bool | None = None) -> Evaluator:
+    """An evaluator of ``examples`` with the recipe's evaluation settings, on the mesh.
+
+    ``trim``: cut windows per batch (None: where the encoder declares ``variable_length``).
+    """
     e = s.cfg.eval
     return Evaluator(
         examples,
@@ -139,7 +142,7 @@ def evaluator(s: Setup, examples) -> Evaluator:
         metrics=e.metrics,
         sharding=s.batch_sharding,
         multiple=s.mesh.shape["data"],
-        trim=s.trim_windows,
+        trim=s.trim_windows if trim is None else trim,
     )
 
 
