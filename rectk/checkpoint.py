@@ -15,16 +15,15 @@ class Checkpoints:
 
     A save lands whole or not at all (Orbax writes to a temporary folder and renames it), so a
     run killed mid-save leaves the previous checkpoints intact. Kept: the latest ``keep`` and
-    the one with the highest ``metric``. The metric is stored inside each checkpoint's ``meta``
-    item, and retention is decided here, not by Orbax's ``BestN`` policy: Orbax 0.12 forgets
-    the metrics of checkpoints written by an earlier process, and a resumed run then deleted
-    its best checkpoint.
+    the one with the highest ``metric`` (the trainer passes its validation monitor). The metric
+    is stored inside each checkpoint's ``meta`` item, and retention is decided here, not by
+    Orbax's ``BestN`` policy: Orbax 0.12 forgets the metrics of checkpoints written by an
+    earlier process, and a resumed run then deleted its best checkpoint.
     """
 
     _METRIC = "_checkpoint_metric"
 
-    def __init__(self, directory: Path, *, keep: int, monitor: str):
-        self.monitor = monitor
+    def __init__(self, directory: Path, *, keep: int):
         self.keep = max(1, keep)
         options = ocp.CheckpointManagerOptions(enable_async_checkpointing=False)
         self._mngr = ocp.CheckpointManager(

@@ -1,6 +1,6 @@
 """XLA compiler options by kind of computation (passed to ``jax.jit(compiler_options=...)``).
 
-Forward-only computations (ranking, top-k, text encoding) on the CPU compile without XLA:CPU's
+Forward-only computations (ranking, top-k) on the CPU compile without XLA:CPU's
 experimental YNNPACK fusions: on our 2-core CPU they made the SASRec encoder of an ml-100k
 evaluation batch 2.2x slower (25 ms against 11 ms per batch of 256 learners, identical ranks),
 while the train step was as fast or faster with them, so training keeps XLA's defaults.

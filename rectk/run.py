@@ -77,7 +77,7 @@ def train_and_evaluate(recipe: recipe_lib.Recipe, *, progress: bool = True, echo
         f"{s.total_steps} steps ({s.steps_per_epoch} per epoch) on {mesh.shape['data']} "
         f"data-parallel device(s); run directory {rd.path}"
     )
-    ckpt = Checkpoints(rd.checkpoints, keep=cfg.train.keep_checkpoints, monitor=cfg.train.monitor)
+    ckpt = Checkpoints(rd.checkpoints, keep=cfg.train.keep_checkpoints)
     log = MetricsLog(rd.path)
     try:
         result = fit(s, sp, ckpt, log, progress=progress)
@@ -198,7 +198,7 @@ def load_run(path: str | Path) -> Loaded:
         params,
         rest,
     )
-    ckpt = Checkpoints(rd.checkpoints, keep=cfg.train.keep_checkpoints, monitor=cfg.train.monitor)
+    ckpt = Checkpoints(rd.checkpoints, keep=cfg.train.keep_checkpoints)
     try:
         latest = ckpt.latest_step()
         if latest is None:

@@ -129,7 +129,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_overrides, tmp_path)
         train_and_evaluate(r, progress=False, echo=lambda *_: None)
     msg = str(err.value)
     assert f"at step {poison_step}" in msg and f"checkpoint (step {poison_step - 1})" in msg
-    ckpt = Checkpoints(tmp_path / "runs" / "quickstart" / "checkpoints", keep=2, monitor="ndcg@10")
+    ckpt = Checkpoints(tmp_path / "runs" / "quickstart" / "checkpoints", keep=2)
     assert ckpt.latest_step() == poison_step - 1
     ckpt.close()
 
@@ -164,12 +164,12 @@ def test_checkpoints_keep_the_best_across_processes(tmp_path):
     import jax.numpy as jnp
 
     state = {"w": jnp.ones(3)}
-    first = Checkpoints(tmp_path, keep=2, monitor="ndcg@10")
+    first = Checkpoints(tmp_path, keep=2)
     for step, value in [(1, 0.1), (2, 0.5), (3, 0.2), (4, 0.3)]:
         first.save(step, state, {"step": step}, metric=value)
     assert first.all_steps() == [2, 3, 4]
     first.close()
-    resumed = Checkpoints(tmp_path, keep=2, monitor="ndcg@10")
+    resumed = Checkpoints(tmp_path, keep=2)
     assert resumed.best_step() == 2
     for step, value in [(5, 0.1), (6, None), (7, 0.5)]:  # 7 ties 2: the earlier stays best
         resumed.save(step, state, {"step": step}, metric=value)
