@@ -74,8 +74,11 @@ class Evaluator:
     def ranks(self, rank_fn: Callable[[dict], jax.Array]) -> np.ndarray:
         """The rank of every example's target, in example order."""
         out = np.zeros(self.size, np.int64)
-        for batch in self.batches:
-            r = self._fetch(rank_fn(self._put(batch)))
+        # Dispatch every batch before reading any result back, so the device never waits for
+        # the host to fetch one batch and place the next (the ranks are one int per row).
+        pending = [rank_fn(self._put(batch)) for batch in self.batches]
+        for batch, ranks in zip(self.batches, pending, strict=True):
+            r = self._fetch(ranks)
             out[batch["index"][batch["valid"]]] = r[batch["valid"]]
         return out
 
