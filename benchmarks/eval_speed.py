@@ -8,10 +8,12 @@ test split's targets among all items with the recipe's evaluation settings, four
 ranker compiled with XLA's default options or with ``rectk.compiler.inference_options`` (on
 the CPU: no YNNPACK fusions), and windows of ``model.max_len`` or trimmed per batch to the
 longest history (``Evaluator(trim=True)``, for encoders that declare ``variable_length``).
-Each way is timed ``--repeats`` times after one untimed pass that compiles every batch shape;
-the table gives the median seconds, the ratio to the first row, and whether the ranks equal
-the first row's (the share of
-targets whose rank is identical: compiled differently, float sums may round differently). Runs in one process, on one XLA device unless ``--cpu-devices``.
+Each way is timed ``--repeats`` times (a whole evaluation: ranks and metrics) after one untimed
+pass that compiles every batch shape; the table gives the median seconds, the ratio to the first
+row, and the share of targets whose rank equals the first row's (compiled differently, float sums
+may round differently). Runs in one process, on one XLA device unless ``--cpu-devices``.
+``--only-rectk`` times rectk's own way alone (as ``benchmarks/vs_recbole.py`` does); ``--json``
+writes the rows.
 """
 
 from __future__ import annotations
@@ -29,11 +31,15 @@ def main() -> None:
     p.add_argument("--split", choices=["valid", "test"], default="test")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--cpu-devices", type=int, default=0)
+    p.add_argument("--only-rectk", action="store_true", help="time rectk's own way only")
+    p.add_argument("--json", help="write the rows to this JSON file")
     a = p.parse_args()
 
     from rectk import sharding as shd
 
     shd.set_cpu_devices(a.cpu_devices)
+    import json
+
     import jax
     import numpy as np
 
@@ -58,7 +64,11 @@ def main() -> None:
         return lambda batch: f(weights, batch)
 
     ways = [("XLA defaults", None, False), ("rectk inference options", inference_options(), False)]
-    if s.trim_windows:
+    if a.only_rectk:
+        ways = [
+            ("rectk, its own settings", inference_options(), None)
+        ]
+    elif s.trim_windows:
         ways += [
             ("XLA defaults, trimmed windows", None, True),
             ("rectk options, trimmed windows", inference_options(), True),
@@ -70,9 +80,9 @@ def main() -> None:
         ranks = ev.ranks(rank)  # compiles each batch shape
         warm = time.perf_counter() - t
         times = []
-        for _ in range(a.repeats):
+        for _ in range(a.repeats):  # a whole evaluation, as rectk's trainer runs it
             t = time.perf_counter()
-            ev.ranks(rank)
+            ev.metrics(rank)
             times.append(time.perf_counter() - t)
         first = ranks if first is None else first
         shapes = sorted({b["input"].shape[1] for b in ev.batches}, reverse=True)
@@ -90,6 +100,12 @@ def main() -> None:
         print(
             f"{label:<34}{sec:>8.3f}{warm:>14.2f}{rows[0][1] / sec:>9.2f}x{same:>11.1%}  {shapes}"
         )
+    if a.json:
+        keys = ("way", "median_s", "first_pass_s", "same_rank", "widths")
+        with open(a.json, "w") as f:
+            json.dump(
+                {"repeats": a.repeats, "rows": [dict(zip(keys, r, strict=True)) for r in rows]}, f
+            )
 
 
 if __name__ == "__main__":

@@ -65,8 +65,13 @@ RecBole's ``Trainer._train_epoch``); median seconds from one validation to the n
 validation, measured the same way for both); wall time from the start of the process to the end
 of the best epoch's validation (imports, data loading and compilation included); seconds of the
 test evaluation (full ranking; rectk's as its ``results.json`` has it, and how much of that was
-an XLA compilation, read from the ``JAX_LOG_COMPILES`` log); peak resident memory of the process
-tree (psutil, sampled every 50 ms); the process's wall time; and the rectk / RecBole ratios.
+an XLA compilation, read from the ``JAX_LOG_COMPILES`` log); the median of ``--eval-repeats``
+further test evaluations, since one pass of a tenth of a second moves by a fifth between runs
+(RecBole: ``Trainer.evaluate`` again on the best model, in its process; rectk:
+``benchmarks/eval_speed.py --only-rectk`` in a process of its own, with the same recipe
+overrides and device count, after a pass that compiles; its weights are the initial ones, which
+costs the same arithmetic); peak resident memory of the process tree (psutil, sampled every
+50 ms); the process's wall time; and the rectk / RecBole ratios.
 
 Same targets, not the same updates: ``batch 256`` is 256 windows of up to ``--stride`` targets
 in rectk (40 optimiser steps per epoch on ml-100k at stride 10) but 256 single-target prefixes
@@ -271,7 +276,22 @@ def rectk_split(sets: list[str]) -> tuple[dict, dict]:
     return {"valid": examples(sp.valid), "test": examples(sp.test)}, counts
 
 
-def run_rectk(runs: Path, sets: list[str], cpu_devices: int = 0) -> dict:
+def rectk_eval_median(runs: Path, sets: list[str], cpu_devices: int, repeats: int) -> float:
+    """Median seconds of ``repeats`` test evaluations with the run's recipe, by eval_speed.py."""
+    out = runs / "rectk_eval_speed.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "eval_speed.py"), str(RECIPE)]
+    cmd += ["--only-rectk", "--repeats", str(repeats), "--cpu-devices", str(cpu_devices)]
+    cmd += ["--json", str(out)]
+    for s in sets:
+        cmd += ["--set", s]
+    log = runs / "rectk_eval_speed.log"
+    with open(log, "w") as f:
+        if subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode:
+            raise _fail("rectk eval_speed", log)
+    return float(json.loads(out.read_text())["rows"][0]["median_s"])
+
+
+def run_rectk(runs: Path, sets: list[str], cpu_devices: int = 0, eval_repeats: int = 0) -> dict:
     rd = runs / "rectk_sasrec"
     shutil.rmtree(rd, ignore_errors=True)  # rectk resumes an existing run directory
     cmd = [sys.executable, "-m", "rectk.cli", "--cpu-devices", str(cpu_devices), "train"]
@@ -306,6 +326,9 @@ def run_rectk(runs: Path, sets: list[str], cpu_devices: int = 0) -> dict:
         "test_eval_s": res["seconds"]["test_eval"],
         # the test evaluation compiles only batch shapes validation did not (the last ones)
         "test_eval_compile_s": sum(ranks_compiles[len(ranks_compiles) - n_test_compiles :]),
+        "test_eval_median_s": (
+            rectk_eval_median(runs, sets, cpu_devices, eval_repeats) if eval_repeats else None
+        ),
         "peak_rss_mib": watch.peak_rss / 2**20,
         "process_s": time.time() - t0,
         "load_average": [load0, _load()],
@@ -347,7 +370,9 @@ def recbole_python() -> Path:
     return python
 
 
-def run_recbole(runs: Path, max_epochs: int, patience: int, seed: int) -> dict:
+def run_recbole(
+    runs: Path, max_epochs: int, patience: int, seed: int, eval_repeats: int = 0
+) -> dict:
     python = recbole_python()
     out = runs / "recbole"
     shutil.rmtree(out, ignore_errors=True)
@@ -358,6 +383,7 @@ def run_recbole(runs: Path, max_epochs: int, patience: int, seed: int) -> dict:
         "dataset": DATASET,
         "seed": seed,
         "protocol": {**PROTOCOL, "max_epochs": max_epochs, "stopping_step": patience - 1},
+        "eval_repeats": eval_repeats,
     }
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)
@@ -380,6 +406,11 @@ def run_recbole(runs: Path, max_epochs: int, patience: int, seed: int) -> dict:
         "to_best_s": res["best_time"] - t0 if res["best_time"] else None,
         "test_eval_s": res["test_eval_seconds"],
         "test_eval_compile_s": 0.0,
+        "test_eval_median_s": (
+            statistics.median(res["test_eval_repeat_seconds"])
+            if res.get("test_eval_repeat_seconds")
+            else None
+        ),
         "peak_rss_mib": watch.peak_rss / 2**20,
         "process_s": time.time() - t0,
         "load_average": [load0, _load()],
@@ -425,6 +456,7 @@ ROWS = [
     ("wall s to best validation", lambda r: r["to_best_s"], "{:.1f}"),
     ("test evaluation s (full ranking)", lambda r: r["test_eval_s"], "{:.3f}"),
     ("  of which XLA compilation s", lambda r: r["test_eval_compile_s"], "{:.3f}"),
+    ("test evaluation s, median of repeats", lambda r: r.get("test_eval_median_s"), "{:.3f}"),
     ("peak RSS MiB (process tree)", lambda r: r["peak_rss_mib"], "{:.0f}"),
     ("process wall s", lambda r: r["process_s"], "{:.1f}"),
 ]
@@ -457,6 +489,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=10, help="validations without improvement")
     parser.add_argument("--only", choices=("rectk", "recbole"), help="run one library only")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--eval-repeats", type=int, default=5, help="further test evaluations timed (0 = none)"
+    )
     parser.add_argument(
         "--rectk-cpu-devices", type=int, default=0, help="rectk --cpu-devices (0 = one device)"
     )
@@ -498,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "rectk_stride": args.stride,
             "rectk_cpu_devices": args.rectk_cpu_devices,
+            "eval_repeats": args.eval_repeats,
         },
         "cpu_count": os.cpu_count(),
         "machine": platform.platform(),
@@ -509,10 +545,10 @@ def main(argv: list[str] | None = None) -> int:
         report["rectk_data"] = counts
         print(f"rectk data: {counts}", flush=True)
         print(f"running rectk (log {args.runs / 'rectk.log'}) ...", flush=True)
-        results["rectk"] = run_rectk(args.runs, sets, args.rectk_cpu_devices)
+        results["rectk"] = run_rectk(args.runs, sets, args.rectk_cpu_devices, args.eval_repeats)
     if args.only != "rectk":
         print(f"running RecBole (log {args.runs / 'recbole.log'}) ...", flush=True)
-        rb = run_recbole(args.runs, args.max_epochs, args.patience, args.seed)
+        rb = run_recbole(args.runs, args.max_epochs, args.patience, args.seed, args.eval_repeats)
         results["RecBole"] = rb
         print(
             f"RecBole {rb['versions']['recbole']}, torch {rb['versions']['torch']} "
