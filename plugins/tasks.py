@@ -51,6 +51,8 @@ class MaskItems(grain.transforms.RandomMap):
     The window's items (``input`` shifted by one, plus the last ``target``) each become
     ``mask_id`` with probability ``mask_prob`` (at least one per window: the last item when the
     draw masks none); ``target`` holds the original item at masked positions and 0 elsewhere.
+    With probability ``mask_last_prob`` a window instead has its last item masked alone: the
+    paper's extra samples that train exactly the task evaluated (next item, whole history seen).
 
     >>> w = {"user": 1, "input": np.array([0, 3, 4]), "target": np.array([3, 4, 5])}
     >>> out = MaskItems(mask_prob=0.0, mask_id=9).random_map(w, np.random.default_rng(0))
@@ -58,13 +60,18 @@ class MaskItems(grain.transforms.RandomMap):
     ([3, 4, 9], [0, 0, 5])
     """
 
-    def __init__(self, *, mask_prob: float, mask_id: int):
+    def __init__(self, *, mask_prob: float, mask_id: int, mask_last_prob: float = 0.0):
         self.mask_prob, self.mask_id = mask_prob, mask_id
+        self.mask_last_prob = mask_last_prob
 
     def random_map(self, element: dict, rng: np.random.Generator) -> dict:
         items_l = np.concatenate([element["input"][1:], element["target"][-1:]])
         real_l = items_l > 0
-        masked_l = real_l & (rng.random(items_l.shape) < self.mask_prob)
+        # (no draw at all when the option is off, so such runs keep their masks)
+        if self.mask_last_prob > 0.0 and rng.random() < self.mask_last_prob:
+            masked_l = np.zeros_like(real_l)
+        else:
+            masked_l = real_l & (rng.random(items_l.shape) < self.mask_prob)
         if not masked_l.any() and real_l.any():
             masked_l[-1] = True  # the most recent item (windows are left-padded)
         return {
@@ -84,17 +91,26 @@ class MaskedItem:
     positions only. Evaluation and recommendation append a MASK after the history (dropping
     the oldest item of a full window) and rank items at it. Use it with a bidirectional
     encoder (``bert4rec``); the paper uses ``mask_prob`` 0.2 for MovieLens and 0.6 for Beauty.
+
+    ``mask_last_prob``: the share of training windows that mask their last item alone instead
+    (the paper's Sec. 3.6 adds such samples "like fine-tuning" for next-item recommendation);
+    0 trains the Cloze task only.
     """
 
     mask_prob: float = 0.2
+    mask_last_prob: float = 0.0
     mask_token: ClassVar[bool] = True
 
     def __post_init__(self):
         if not 0.0 < self.mask_prob <= 1.0:
             raise ValueError("task.mask_prob must lie in (0, 1]")
+        if not 0.0 <= self.mask_last_prob <= 1.0:
+            raise ValueError("task.mask_last_prob must lie in [0, 1]")
 
     def train_transform(self, *, vocab_size: int) -> MaskItems:
-        return MaskItems(mask_prob=self.mask_prob, mask_id=vocab_size)
+        return MaskItems(
+            mask_prob=self.mask_prob, mask_id=vocab_size, mask_last_prob=self.mask_last_prob
+        )
 
     def run(self, recipe, *, progress: bool = True) -> dict:
         from rectk.run import train_and_evaluate

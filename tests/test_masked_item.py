@@ -81,6 +81,36 @@ def test_masking_is_seeded_and_only_masked_positions_carry_targets():
     assert all(np.array_equal(a, b["input"]) for a, b in zip(head + rest, batches, strict=True))
 
 
+def test_mask_last_prob_masks_the_last_item_alone_in_that_share_of_windows():
+    from rectk_plugins.tasks import MaskItems
+
+    window = {
+        "user": 1,
+        "input": np.array([0, 0, 3, 4, 5, 6]),
+        "target": np.array([0, 3, 4, 5, 6, 7]),
+    }
+    rng = np.random.default_rng(0)
+    f = MaskItems(mask_prob=0.9, mask_id=VOCAB, mask_last_prob=0.3)
+    outs = [f.random_map(window, rng) for _ in range(2000)]
+    alone = [o for o in outs if (o["input"] == VOCAB).sum() == 1 and o["input"][-1] == VOCAB]
+    # mask_prob 0.9 over five items leaves one masked item (the last) about 0.00005 of the time
+    assert 0.26 < len(alone) / len(outs) < 0.34
+    for o in alone:
+        assert o["input"].tolist() == [0, 3, 4, 5, 6, VOCAB]
+        assert o["target"].tolist() == [0, 0, 0, 0, 0, 7]
+    # off: the masks are exactly those of the plain Cloze transform (no extra draw)
+    plain = MaskItems(mask_prob=0.5, mask_id=VOCAB)
+    off = MaskItems(mask_prob=0.5, mask_id=VOCAB, mask_last_prob=0.0)
+    a, b = np.random.default_rng(1), np.random.default_rng(1)
+    for _ in range(20):
+        assert (
+            plain.random_map(window, a)["input"].tolist()
+            == off.random_map(window, b)["input"].tolist()
+        )
+    with pytest.raises(ValueError, match="mask_last_prob"):
+        MaskedItem(mask_last_prob=1.5)
+
+
 def test_model_reads_states_at_an_appended_mask():
     cfg = recipe_lib.from_dict(
         ModelConfig, {"dim": 8, "max_len": 5, "encoder": {"type": "bert4rec", "layers": 1}}
