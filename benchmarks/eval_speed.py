@@ -65,9 +65,7 @@ def main() -> None:
 
     ways = [("XLA defaults", None, False), ("rectk inference options", inference_options(), False)]
     if a.only_rectk:
-        ways = [
-            ("rectk, its own settings", inference_options(), None)
-        ]
+        ways = [("rectk, its own settings", inference_options(), None)]
     elif s.trim_windows:
         ways += [
             ("XLA defaults, trimmed windows", None, True),
