@@ -66,11 +66,11 @@ validation, measured the same way for both); wall time from the start of the pro
 of the best epoch's validation (imports, data loading and compilation included); seconds of the
 test evaluation (full ranking; rectk's as its ``results.json`` has it, and how much of that was
 an XLA compilation, read from the ``JAX_LOG_COMPILES`` log); the median of ``--eval-repeats``
-further test evaluations, since one pass of a tenth of a second moves by a fifth between runs
-(RecBole: ``Trainer.evaluate`` again on the best model, in its process; rectk:
+further test evaluations, since one pass of a few hundredths of a second moves by a fifth
+between runs (RecBole: ``Trainer.evaluate`` again on the best model, in its process; rectk:
 ``benchmarks/eval_speed.py --only-rectk`` in a process of its own, with the same recipe
 overrides and device count, after a pass that compiles; its weights are the initial ones, which
-costs the same arithmetic); peak resident memory of the process tree (psutil, sampled every
+cost the same arithmetic); peak resident memory of the process tree (psutil, sampled every
 50 ms); the process's wall time; and the rectk / RecBole ratios.
 
 Same targets, not the same updates: ``batch 256`` is 256 windows of up to ``--stride`` targets
