@@ -94,7 +94,9 @@ class MaskedItem:
 
     ``mask_last_prob``: the share of training windows that mask their last item alone instead
     (the paper's Sec. 3.6 adds such samples "like fine-tuning" for next-item recommendation);
-    0 trains the Cloze task only.
+    0 trains the Cloze task only. Pre-train, then fine-tune: a second run with
+    ``mask_last_prob = 1``, ``train.stride = 1`` (a window per prefix) and ``train.init_from``
+    naming the pre-training run trains exactly the task evaluated.
     """
 
     mask_prob: float = 0.2

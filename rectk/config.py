@@ -60,6 +60,8 @@ class TrainConfig:
     log_every: int = 50
     dtype: Literal["float32", "bfloat16"] = "float32"
     accumulate: int = 1  # micro-batches per optimiser update (optax.MultiSteps)
+    # a finished run (a name under run_dir, or a path) whose best weights start this run
+    init_from: str = ""
 
     def __post_init__(self):
         if self.accumulate < 1:
@@ -130,9 +132,4 @@ class RunConfig:
             raise ValueError(
                 f"train.stride = {self.train.stride} must not exceed model.max_len = "
                 f"{self.model.max_len}"
-            )
-        if 0 < self.train.stride < self.model.max_len and getattr(self.task, "mask_token", False):
-            raise ValueError(
-                "train.stride applies to next-item targets; masked-item training masks whole "
-                "windows: leave train.stride = 0"
             )

@@ -36,6 +36,7 @@ from rectk.trainer import (
     setup,
     uses_mask_token,
 )
+from rectk.warm_start import check_source, copy_matching, source_path
 
 
 def run_dir_of(cfg: RunConfig) -> RunDir:
@@ -61,8 +62,6 @@ def train_and_evaluate(recipe: recipe_lib.Recipe, *, progress: bool = True, echo
     t0 = time.perf_counter()
     data, sp = prepare(cfg)
     rd = run_dir_of(cfg)
-    rd.start(recipe, data)
-    rd.save_history(sp.history)
     inter = data.interactions
     echo(
         f"data {data.name}: {inter.num_users} users, {inter.num_items} items, {len(inter)} "
@@ -71,6 +70,16 @@ def train_and_evaluate(recipe: recipe_lib.Recipe, *, progress: bool = True, echo
     )
     mesh = shd.make_mesh(cfg.mesh.data, cfg.mesh.model)
     s = setup(cfg, data, sp, mesh)
+    # before the run directory is written, so that a source it cannot use leaves nothing behind
+    init = _warm_start_unless_resuming(cfg, s, rd, inter.fingerprint())
+    rd.start(recipe, data)
+    rd.save_history(sp.history)
+    if init is not None:
+        rd.write_json("init_from.json", init)
+        echo(
+            f"initialised from {init['path']} (step {init['step']}): "
+            f"{len(init['copied'])} parameter arrays copied, {len(init['fresh'])} fresh"
+        )
     echo(
         f"model: {sum(x.size for x in jax.tree.leaves(s.state['params'])):,} trained parameters "
         f"({sum(x.size for x in jax.tree.leaves(s.state['rest'])):,} other values); "
@@ -119,6 +128,7 @@ def train_and_evaluate(recipe: recipe_lib.Recipe, *, progress: bool = True, echo
         "new_items": new_items,
         "new_item_targets": 0 if sp.cold is None else len(sp.cold),
         "held_out_items": len(sp.cold_items),
+        "init_from": rd.read_json("init_from.json") if cfg.train.init_from else None,
         "seconds": {
             "total": round(time.perf_counter() - t0, 2),
             "train": round(train_s, 2),
@@ -131,6 +141,51 @@ def train_and_evaluate(recipe: recipe_lib.Recipe, *, progress: bool = True, echo
     }
     rd.write_json("results.json", summary)
     return summary
+
+
+def _warm_start_unless_resuming(cfg: RunConfig, s, rd: RunDir, fingerprint: str) -> dict | None:
+    """``warm_start`` for a run with ``train.init_from`` and no checkpoint yet (a resumed run
+    continues from its own checkpoint)."""
+    if not cfg.train.init_from:
+        return None
+    if rd.checkpoints.is_dir():
+        ckpt = Checkpoints(rd.checkpoints, keep=cfg.train.keep_checkpoints)
+        try:
+            if ckpt.latest_step() is not None:
+                return None
+        finally:
+            ckpt.close()
+    return warm_start(cfg, s, fingerprint)
+
+
+def warm_start(cfg: RunConfig, s, fingerprint: str) -> dict:
+    """Replaces ``s.state``'s initial weights by those of the run ``train.init_from`` names
+    (see ``rectk.warm_start``); returns what was done, for the run directory."""
+    path = source_path(cfg)
+    if path.resolve() == run_dir_of(cfg).path.resolve():
+        raise RectkError(f"train.init_from = {cfg.train.init_from!r} names this run itself")
+    if not (path / "run.json").is_file():
+        raise RectkError(
+            f"train.init_from = {cfg.train.init_from!r}: {path} is not a rectk run directory "
+            f"(no run.json); train the pre-training recipe first, with the same run_dir"
+        )
+    record = RunDir(path).record()
+    source = load_run(path)
+    check_source(cfg, source.cfg, record, fingerprint)
+    params, report = copy_matching(s.state["params"], source.weights["params"])
+    rest, rest_report = copy_matching(s.state["rest"], source.weights["rest"])
+    if not report["copied"]:
+        raise RectkError(
+            f"train.init_from = {cfg.train.init_from!r}: no trained parameter of this model has "
+            f"a counterpart in {path} (its modules are named differently)"
+        )
+    s.state = {**s.state, "params": params, "rest": rest}
+    return {
+        "path": str(path),
+        "recipe_hash": record["recipe_hash"],
+        "step": source.step,
+        **{k: report[k] + rest_report[k] for k in ("copied", "fresh", "unused")},
+    }
 
 
 def format_metrics(scores: dict[str, dict[str, float]], ks) -> str:
@@ -159,6 +214,7 @@ class Loaded:
     history: Any
     num_items: int
     chunk: int
+    step: int  # the checkpoint loaded: the best validation step
     _top_k: dict = dataclasses.field(default_factory=dict)
 
     def top_k_fn(self, k: int):
@@ -204,7 +260,8 @@ def load_run(path: str | Path) -> Loaded:
         if latest is None:
             raise RectkError(f"{rd.path} has no checkpoint yet: train it first (rectk run)")
         best = int(ckpt.restore_meta(latest).get("best_step", -1))
-        state, _ = ckpt.restore(best if best >= 0 else latest, abstract)
+        step = best if best >= 0 else latest
+        state, _ = ckpt.restore(step, abstract)
     finally:
         ckpt.close()
     bound = steps.Bound(graphdef=graphdef, loss=cfg.loss, tx=tx)
@@ -218,6 +275,7 @@ def load_run(path: str | Path) -> Loaded:
         history=rd.load_history(),
         num_items=num_items,
         chunk=item_chunk(cfg.eval.item_chunk, num_items),
+        step=step,
     )
 
 

@@ -1,0 +1,77 @@
+"""Pre-train, then fine-tune: ``train.init_from`` starts a run from another run's weights."""
+
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from rectk import recipe as recipe_lib
+from rectk import sharding as shd
+from rectk.errors import RectkError
+from rectk.run import load_run, prepare, train_and_evaluate, warm_start
+from rectk.rundir import RunDir
+from rectk.trainer import setup
+from tests.conftest import RECIPES
+
+MASKED = ["model.encoder.type=bert4rec", "task.type=masked_item", "train.steps=6"]
+
+
+def _recipe(overrides):
+    return recipe_lib.load(RECIPES / "quickstart.toml", overrides)
+
+
+@pytest.fixture
+def pretrained(tiny_overrides):
+    r = _recipe([*tiny_overrides, *MASKED, "name=pre"])
+    train_and_evaluate(r, progress=False, echo=lambda *_: None)
+    return tiny_overrides
+
+
+def test_fine_tuning_starts_from_the_pretrained_best_weights(pretrained):
+    finetune = [
+        *pretrained,
+        *MASKED,
+        "name=fine",
+        "train.init_from=pre",
+        "task.mask_last_prob=1.0",
+        "train.stride=1",
+    ]
+    cfg = _recipe(finetune).config
+    data, sp = prepare(cfg)
+    s = setup(cfg, data, sp, shd.make_mesh(-1, 1))
+    before = jax.tree.leaves(s.state["params"])
+    info = warm_start(cfg, s, data.interactions.fingerprint())
+    source = load_run(f"{cfg.run_dir}/pre")
+    assert info["step"] == source.step and info["fresh"] == [] and info["unused"] == []
+    got, want = jax.tree.leaves(s.state["params"]), jax.tree.leaves(source.weights["params"])
+    assert len(info["copied"]) == len(got) == len(want)
+    for g, w, b in zip(got, want, before, strict=True):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+        assert g.sharding == b.sharding  # placed as this run's state is
+    assert any(
+        not np.array_equal(np.asarray(g), np.asarray(b)) for g, b in zip(got, before, strict=True)
+    )
+
+    summary = train_and_evaluate(_recipe(finetune), progress=False, echo=lambda *_: None)
+    pre_hash = RunDir(f"{cfg.run_dir}/pre").record()["recipe_hash"]
+    assert summary["init_from"]["recipe_hash"] == pre_hash  # results name the source run
+    assert summary["init_from"]["step"] == source.step
+    assert np.isfinite(summary["test"]["model"]["ndcg@10"])
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (["train.init_from=nowhere"], "not a rectk run directory"),
+        (["train.init_from=pre", "split.type=temporal"], "another split"),
+        (["train.init_from=pre", "model.dim=8"], "differ in shape"),
+        (["train.init_from=fine"], "names this run itself"),
+    ],
+)
+def test_init_from_refuses_what_it_cannot_use(pretrained, change, message):
+    r = _recipe([*pretrained, *MASKED, "name=fine", *change])
+    with pytest.raises(RectkError, match=message):
+        train_and_evaluate(r, progress=False, echo=lambda *_: None)
+    # nothing written: the corrected recipe can start this run
+    assert not (Path(r.config.run_dir) / "fine").exists()
