@@ -12,6 +12,7 @@ MODULES = [
     "rectk.data.readers",
     "rectk.data.pipeline",
     "rectk.ranking",
+    "rectk.warm_start",
     "rectk_plugins.text",
     "rectk_plugins.text.bert",
     "rectk_plugins.losses.common",
