@@ -157,3 +157,38 @@ def test_bert4rec_trains_end_to_end(tiny_overrides):
     summary = train_and_evaluate(r, progress=False, echo=lambda *_: None)
     assert np.isfinite(summary["test"]["model"]["ndcg@10"])
     assert summary["last_step"] == 6
+
+
+def test_fine_tuning_windows_mask_the_last_item_of_every_prefix():
+    """``stride = 1`` with ``mask_last_prob = 1``: one window per (prefix -> next item) target,
+    the target's slot a MASK after its whole history: the task evaluated."""
+    train = _sequences()
+    max_len = 6
+    ds = train_dataset(
+        train,
+        max_len=max_len,
+        batch_size=8,
+        epochs=1,
+        seed=0,
+        stride=1,
+        transform=MaskedItem(mask_prob=0.3, mask_last_prob=1.0).train_transform(vocab_size=VOCAB),
+    )
+    seen = []
+    for b in ds:
+        for row, u in enumerate(b["user"]):
+            inp, tgt = b["input"][row], b["target"][row]
+            if not (inp > 0).any():
+                continue  # a padding row
+            assert inp[-1] == VOCAB and (inp[:-1] != VOCAB).all()
+            assert (tgt[:-1] == 0).all() and tgt[-1] > 0
+            seq = train.row(int(u))
+            context = inp[:-1][inp[:-1] > 0]
+            # the target's history (its last max_len - 1 items) sits before the MASK, in order
+            end = next(
+                e
+                for e in range(1, len(seq))
+                if seq[e] == tgt[-1] and np.array_equal(seq[max(0, e - max_len + 1) : e], context)
+            )
+            seen.append((int(u), end))
+    want = int(np.maximum(train.lengths - 1, 0).sum())
+    assert len(seen) == len(set(seen)) == want
