@@ -229,6 +229,24 @@ def fit(
     if meta.get("stopped"):
         return _result(ckpt, state, meta, start)
 
+    def validate(step: int) -> float:
+        """Validation metrics at ``step``, logged and compared with the best so far."""
+        metrics = valid.metrics(functools.partial(ranks, weights_of(state)))
+        value = metrics[tc.monitor] if tc.monitor in metrics else _bad_monitor(tc.monitor, metrics)
+        log.write(step, {f"valid/{k}": v for k, v in metrics.items()})
+        if value > meta["best_value"]:
+            meta.update(best_value=value, best_step=step, bad_evals=0, valid=metrics)
+        else:
+            meta["bad_evals"] += 1
+        return value
+
+    # ---- A warm start is validated first: fine-tuning keeps its starting weights unless it
+    # ---- beats them on validation.
+    if tc.init_from and latest is None:
+        value = validate(0)
+        meta.update(step=0, data_iter=it.get_state(), stopped="")
+        ckpt.save(0, state, meta, metric=value)
+
     # ---- Train ------------------------------------------------------------------------------
     eval_every = tc.eval_every or s.steps_per_epoch
     bar = _progress(progress, s.total_steps, start)
@@ -266,25 +284,16 @@ def fit(
         if step % s.steps_per_epoch == 0:
             meta["epoch_seconds"].append(epoch_train_s)
             epoch_train_s = 0.0
-        validate = step % eval_every == 0 or step == s.total_steps
-        if validate:
-            metrics = valid.metrics(functools.partial(ranks, weights_of(state)))
-            value = (
-                metrics[tc.monitor] if tc.monitor in metrics else _bad_monitor(tc.monitor, metrics)
-            )
-            log.write(step, {f"valid/{k}": v for k, v in metrics.items()})
-            improved = value > meta["best_value"]
-            if improved:
-                meta.update(best_value=value, best_step=step, bad_evals=0, valid=metrics)
-            else:
-                meta["bad_evals"] += 1
+        validating = step % eval_every == 0 or step == s.total_steps
+        if validating:
+            value = validate(step)
             if tc.patience and meta["bad_evals"] >= tc.patience:
                 stopped = "early_stopping"
             meta["stopped"] = stopped if (stopped != "steps" or step == s.total_steps) else ""
             bar.set_postfix(loss=f"{loss:.4f}", **{tc.monitor: f"{value:.4f}"})
-        if validate or (tc.checkpoint_every and step % tc.checkpoint_every == 0):
+        if validating or (tc.checkpoint_every and step % tc.checkpoint_every == 0):
             meta.update(step=step, data_iter=it.get_state())
-            ckpt.save(step, state, meta, metric=value if validate else None)
+            ckpt.save(step, state, meta, metric=value if validating else None)
         if stopped != "steps":
             break
     bar.close()

@@ -1,5 +1,6 @@
 """Pre-train, then fine-tune: ``train.init_from`` starts a run from another run's weights."""
 
+import json
 from pathlib import Path
 
 import jax
@@ -54,6 +55,17 @@ def test_fine_tuning_starts_from_the_pretrained_best_weights(pretrained):
     )
 
     summary = train_and_evaluate(_recipe(finetune), progress=False, echo=lambda *_: None)
+    # Validated before its first step: the starting weights score as the source's best did,
+    # and remain the best unless fine-tuning beats them.
+    first = next(
+        json.loads(line)
+        for line in (Path(cfg.run_dir) / "fine" / "metrics.jsonl").read_text().splitlines()
+        if "valid/ndcg@10" in line
+    )
+    pre = RunDir(f"{cfg.run_dir}/pre").read_json("results.json")
+    assert first["step"] == 0
+    assert first["valid/ndcg@10"] == pytest.approx(pre["valid"]["ndcg@10"], abs=1e-6)
+    assert summary["valid"]["ndcg@10"] >= first["valid/ndcg@10"]
     pre_hash = RunDir(f"{cfg.run_dir}/pre").record()["recipe_hash"]
     assert summary["init_from"]["recipe_hash"] == pre_hash  # results name the source run
     assert summary["init_from"]["step"] == source.step
