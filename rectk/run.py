@@ -164,12 +164,13 @@ def warm_start(cfg: RunConfig, s, fingerprint: str) -> dict:
     path = source_path(cfg)
     if path.resolve() == run_dir_of(cfg).path.resolve():
         raise RectkError(f"train.init_from = {cfg.train.init_from!r} names this run itself")
-    if not (path / "run.json").is_file():
+    try:
+        record = RunDir(path).record()
+    except RectkError as err:
         raise RectkError(
-            f"train.init_from = {cfg.train.init_from!r}: {path} is not a rectk run directory "
-            f"(no run.json); train the pre-training recipe first, with the same run_dir"
-        )
-    record = RunDir(path).record()
+            f"train.init_from = {cfg.train.init_from!r}: {err}; train the pre-training recipe "
+            f"first, with the same run_dir"
+        ) from None
     source = load_run(path)
     check_source(cfg, source.cfg, record, fingerprint)
     params, report = copy_matching(s.state["params"], source.weights["params"])
