@@ -45,6 +45,8 @@ class ModelConfig:
 class TrainConfig:
     batch_size: int = 256
     stride: int = 0  # targets trained per window (the rest is context); 0 = model.max_len
+    # batches of windows of similar length, each cut to its longest window (short histories)
+    group_by_length: bool = False
     epochs: int = 20
     steps: int = 0  # > 0 overrides epochs
     lr: float = 1e-3

@@ -54,9 +54,10 @@ class Recommender(nnx.Module):
 
     @property
     def variable_length(self) -> bool:
-        """Whether the encoder's last state is unchanged on a window left-trimmed of padding
-        (a class attribute ``variable_length = True`` on the encoder says so; evaluation then
-        feeds each batch a window only as wide as its longest history)."""
+        """Whether the encoder's states at real positions are unchanged on a window
+        left-trimmed of padding (a class attribute ``variable_length = True`` on the encoder
+        says so; evaluation then feeds each batch a window only as wide as its longest history,
+        and ``train.group_by_length`` may train on such windows)."""
         return bool(getattr(self.encoder, "variable_length", False))
 
     def encode(

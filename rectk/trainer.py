@@ -31,6 +31,7 @@ from rectk.errors import RectkError, TrainingError
 from rectk.evaluate import Evaluator, item_chunk
 from rectk.logging import MetricsLog
 from rectk.model import build_model, trainable_filter
+from rectk.recipe import plugin_name
 
 
 @dataclasses.dataclass
@@ -78,6 +79,12 @@ def setup(cfg: RunConfig, data: Dataset, split: Split, mesh) -> Setup:
         )
 
     abstract = nnx.eval_shape(make)
+    if cfg.train.group_by_length and not abstract.variable_length:
+        raise RectkError(
+            f"train.group_by_length cuts windows to their batch's longest history, but encoder "
+            f"{plugin_name(cfg.model.encoder)!r} does not declare that its states ignore "
+            "leading padding (variable_length); set train.group_by_length = false"
+        )
     trainable = trainable_filter(abstract)
     graphdef, abs_params, abs_rest = nnx.split(abstract, trainable, ...)  # type: ignore[misc]
     param_sh = shd.state_shardings(abs_params, mesh, cfg.mesh.rules)
@@ -194,6 +201,7 @@ def train_batches(s: Setup, split: Split, epochs: int | None = None):
         process_count=jax.process_count(),
         transform=task_transform(vocab_size=s.num_items + 1) if task_transform else None,
         stride=cfg.train.stride,
+        group_by_length=cfg.train.group_by_length,
     )
 
 

@@ -174,6 +174,66 @@ def test_pipeline_is_seeded_and_resumable():
     assert head + [b["target"].tolist() for b in it2] == first
 
 
+def _skewed_sequences(users=300, seed=0):
+    """Histories of geometric lengths (mostly short, a few long), unique items per position."""
+    lengths = np.random.default_rng(seed).geometric(0.15, size=users) + 1
+    lengths = np.concatenate([[0], lengths])
+    return Sequences(np.cumsum([0, *lengths]), np.arange(1, lengths.sum() + 1, dtype=np.int32))
+
+
+def _window_contents(batches):
+    """The (user, inputs, targets) of every real window, padding dropped, as a multiset."""
+    out = []
+    for b in batches:
+        for u, inp, tgt in zip(b["user"], b["input"], b["target"], strict=True):
+            if tgt.any():
+                out.append((int(u), tuple(inp[inp > 0].tolist()), tuple(tgt[tgt > 0].tolist())))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("stride", [0, 1])
+def test_length_grouped_batches_hold_the_same_windows_cut_to_their_longest(stride):
+    seqs, max_len, bs = _skewed_sequences(), 20, 8
+    kw = dict(max_len=max_len, batch_size=bs, epochs=2, seed=3, stride=stride)
+    plain = list(train_dataset(seqs, **kw))
+    grouped = list(train_dataset(seqs, **kw, group_by_length=True))
+    assert len(grouped) == len(plain)  # the same steps per epoch
+    n = len(plain) // 2
+    for epoch in (slice(None, n), slice(n, None)):  # each epoch: every window exactly once
+        assert _window_contents(grouped[epoch]) == _window_contents(plain[epoch])
+    widths = []
+    for b in grouped:
+        width = b["input"].shape[1]
+        longest = int((b["input"] > 0).sum(axis=1).max())
+        # the smallest power of two from 8 up that holds the longest window, at most max_len
+        assert width == min(max_len, max(8, 1 << (longest - 1).bit_length()))
+        assert b["target"].shape == b["input"].shape and b["user"].shape == (bs,)
+        widths.append(width)
+    assert np.mean(widths) < 0.7 * max_len  # grouping made most batches narrower
+    assert [b["input"].tolist() for b in grouped[:n]] != [b["input"].tolist() for b in grouped[n:]]
+
+
+def test_length_grouped_batches_split_across_processes_and_resume():
+    from rectk_plugins.tasks import MaskItems
+
+    seqs = _skewed_sequences()
+    kw = dict(max_len=20, batch_size=8, epochs=2, seed=5, group_by_length=True)
+    kw["transform"] = MaskItems(mask_prob=0.5, mask_id=10_000)
+    whole = list(train_dataset(seqs, **kw))
+    parts = [list(train_dataset(seqs, **kw, process_index=p, process_count=2)) for p in (0, 1)]
+    for b, p0, p1 in zip(whole, *parts, strict=True):
+        for k in b:  # the processes' shares, side by side, are the global batch
+            np.testing.assert_array_equal(np.concatenate([p0[k], p1[k]]), b[k])
+    it = iter(train_dataset(seqs, **kw).to_iter_dataset())
+    head = [next(it) for _ in range(len(whole) // 2 + 3)]  # into the second epoch
+    state = it.get_state()
+    it2 = iter(train_dataset(seqs, **kw).to_iter_dataset())
+    it2.set_state(state)
+    for a, b in zip([*head, *it2], whole, strict=True):
+        np.testing.assert_array_equal(a["input"], b["input"])
+        np.testing.assert_array_equal(a["target"], b["target"])
+
+
 def test_csv_dataset_with_catalogue_and_prerequisites(tmp_path):
     from rectk import registry
 

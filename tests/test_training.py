@@ -14,7 +14,7 @@ from rectk.data.pipeline import train_dataset
 from rectk.errors import TrainingError
 from rectk.run import prepare, train_and_evaluate
 from rectk.sharding import make_mesh
-from rectk.trainer import setup
+from rectk.trainer import setup, train_batches
 from tests.conftest import RECIPES
 
 
@@ -68,6 +68,47 @@ def test_strided_training_scores_only_the_trained_positions(tiny_overrides):
     _, whole = jax.jit(functools.partial(steps.train_step, full))(s.state, batch, key)
     # ... and on strided windows they agree: the context positions carry no target.
     np.testing.assert_allclose(float(sliced["loss"]), float(whole["loss"]), rtol=1e-5)
+
+
+def test_length_grouped_batches_train_the_loss_of_full_windows(tiny_overrides):
+    """train.group_by_length cuts leading padding only: the loss and gradients of a cut batch
+    equal those of the same windows at full width (dropout off: its masks follow the shape)."""
+    no_dropout = ["model.encoder.dropout=0", "model.encoder.attn_dropout=0"]
+    over = [*tiny_overrides, "model.max_len=24", *no_dropout, "train.group_by_length=true"]
+    cfg = tiny_recipe(over).config
+    data, sp = prepare(cfg)
+    s = setup(cfg, data, sp, make_mesh())
+    step = jax.jit(functools.partial(steps.train_step, s.bound))
+    key = jax.random.key(0)
+
+    def put(batch):
+        return {k: jax.device_put(v, s.batch_sharding) for k, v in batch.items()}
+
+    checked = set()
+    for batch in train_batches(s, sp, epochs=1):
+        width = batch["input"].shape[1]
+        if width == 24 or width in checked:
+            continue
+        full = {
+            k: np.pad(v, ((0, 0), (24 - width, 0))) if v.ndim == 2 else v for k, v in batch.items()
+        }
+        _, cut = step(s.state, put(batch), key)
+        _, whole = step(s.state, put(full), key)
+        for name in ("loss", "grad_norm"):
+            np.testing.assert_allclose(float(cut[name]), float(whole[name]), rtol=1e-5)
+        checked.add(width)
+    assert checked  # at least one batch was cut
+
+
+def test_length_grouping_refuses_an_encoder_that_reads_padding(tiny_overrides, monkeypatch):
+    from rectk.errors import RectkError
+    from rectk_plugins.encoders.sasrec import SASRec
+
+    monkeypatch.setattr(SASRec, "variable_length", False)
+    cfg = tiny_recipe([*tiny_overrides, "train.group_by_length=true"]).config
+    data, sp = prepare(cfg)
+    with pytest.raises(RectkError, match=r"group_by_length.*'sasrec'.*variable_length"):
+        setup(cfg, data, sp, make_mesh())
 
 
 def test_run_writes_record_and_is_reproducible(tiny_overrides, tmp_path):

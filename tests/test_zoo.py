@@ -159,13 +159,17 @@ def test_last_only_equals_the_last_state(name):
 
 @pytest.mark.parametrize("name", registry.encoders.names())
 def test_variable_length_encoders_ignore_leading_padding(name):
-    """An encoder that declares ``variable_length`` (evaluation then trims each batch's window
-    to its longest history) gives the same last state on the trimmed window."""
+    """An encoder that declares ``variable_length`` gives the same states at every real
+    position of a window trimmed of leading padding: evaluation trims each batch's window to its
+    longest history (the last state), ``train.group_by_length`` trains on such windows (all)."""
     enc = _encoder(name)
     if not getattr(enc, "variable_length", False):
         pytest.skip(f"{name} does not declare variable_length")
     hist = jnp.array([[0, 0, 0, 0, 3, 4, 5], [0, 0, 0, 1, 2, 3, 9]])
     emb = jax.random.normal(jax.random.key(1), (B, L, D)) * (hist > 0)[..., None]
-    full = enc(emb, hist > 0, users_b=USERS)[:, -1]
-    trimmed = enc(emb[:, -4:], hist[:, -4:] > 0, users_b=USERS)[:, -1]
-    np.testing.assert_allclose(np.asarray(trimmed), np.asarray(full), rtol=1e-5, atol=1e-5)
+    full = enc(emb, hist > 0, users_b=USERS)[:, -4:]
+    trimmed = enc(emb[:, -4:], hist[:, -4:] > 0, users_b=USERS)
+    real = np.asarray(hist[:, -4:] > 0)
+    np.testing.assert_allclose(
+        np.asarray(trimmed)[real], np.asarray(full)[real], rtol=1e-5, atol=1e-5
+    )

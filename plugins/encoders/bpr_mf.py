@@ -13,7 +13,7 @@ from rectk.recipe import registered
 
 
 class UserTable(nnx.Module):
-    variable_length = True  # a window left-trimmed of padding gives the same last state
+    variable_length = True  # a window left-trimmed of padding gives the same states
 
     def __init__(self, num_users: int, dim: int, *, init_std: float, rngs: nnx.Rngs):
         init = nnx.with_partitioning(nnx.initializers.normal(init_std), ("users", "embed"))

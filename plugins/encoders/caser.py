@@ -14,7 +14,7 @@ from rectk_plugins.encoders.layers import dense, dropout
 
 
 class Caser(nnx.Module):
-    variable_length = True  # a window left-trimmed of padding gives the same last state
+    variable_length = True  # a window left-trimmed of padding gives the same states
 
     def __init__(self, cfg: CaserConfig, *, dim: int, num_users: int, rngs: nnx.Rngs):
         part, normal = nnx.with_partitioning, nnx.initializers.normal(cfg.init_std)

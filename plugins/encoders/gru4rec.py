@@ -51,7 +51,7 @@ def run_gru(cell: nnx.GRUCell, hidden: int, x_bld: jax.Array, mask_bl: jax.Array
 
 
 class GRU4Rec(nnx.Module):
-    variable_length = True  # a window left-trimmed of padding gives the same last state
+    variable_length = True  # a window left-trimmed of padding gives the same states
 
     def __init__(self, cfg: GRU4RecConfig, *, dim: int, rngs: nnx.Rngs):
         self.hidden = cfg.hidden or dim

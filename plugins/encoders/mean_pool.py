@@ -14,7 +14,7 @@ from rectk_plugins.encoders.layers import dense
 
 
 class MeanPool(nnx.Module):
-    variable_length = True  # a window left-trimmed of padding gives the same last state
+    variable_length = True  # a window left-trimmed of padding gives the same states
 
     def __init__(self, cfg: MeanPoolConfig, *, dim: int, rngs: nnx.Rngs):
         self.norm = nnx.LayerNorm(dim, rngs=rngs)

@@ -13,7 +13,7 @@ from rectk_plugins.encoders.layers import TransformerStack, check_stack_config
 
 
 class SASRec(nnx.Module):
-    variable_length = True  # a window left-trimmed of padding gives the same last state
+    variable_length = True  # a window left-trimmed of padding gives the same states
 
     def __init__(self, cfg: SASRecConfig, *, dim: int, max_len: int, rngs: nnx.Rngs):
         self.stack = TransformerStack(cfg, dim=dim, max_len=max_len, rngs=rngs)

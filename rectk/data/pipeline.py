@@ -70,6 +70,11 @@ def pad_batch(batch: dict, size: int) -> dict:
     }
 
 
+# Batches sorted together when grouping windows by length (the Hugging Face Trainer's
+# ``group_by_length`` sorts "megabatches" of 50 batches the same way).
+GROUP_BATCHES = 50
+
+
 def train_dataset(
     train: Sequences,
     *,
@@ -81,6 +86,7 @@ def train_dataset(
     process_count: int = 1,
     transform: grain.transforms.RandomMap | None = None,
     stride: int = 0,
+    group_by_length: bool = False,
 ) -> grain.MapDataset:
     """Seeded, reshuffled-every-epoch batches of training windows for this process.
 
@@ -88,8 +94,22 @@ def train_dataset(
     ``transform`` (a task's, e.g. masking items) maps each window with a generator seeded by
     ``seed`` and the element's index, so it is reproducible and resumes exactly. ``stride``:
     see ``training_windows`` (targets of a window's context positions are 0).
+    ``group_by_length``: batches of windows of similar length, each cut to its longest
+    window (see ``LengthGroupedBatches``).
     """
     windows = training_windows(train, max_len, stride)
+    if group_by_length:
+        grouped = LengthGroupedBatches(
+            windows,
+            _MakeWindow(train, max_len, stride),
+            max_len=max_len,
+            batch_size=batch_size,
+            seed=seed,
+            transform=transform,
+            process_index=process_index,
+            process_count=process_count,
+        )
+        return grouped.repeat(epochs)
     ds = grain.MapDataset.source(windows)
     ds = ds[process_index::process_count]
     local = batch_size // process_count
@@ -97,6 +117,93 @@ def train_dataset(
     if transform is not None:
         ds = ds.random_map(transform, seed=seed)
     return ds.batch(local, drop_remainder=False).map(lambda b: pad_batch(b, local)).repeat(epochs)
+
+
+class LengthGroupedBatches(grain.MapDataset):
+    """Training batches of windows of similar length, each cut to its longest window.
+
+    Short histories fill a ``max_len`` window mostly with padding, which every layer and the
+    loss still compute. Each epoch here shuffles all windows (seeded by ``seed`` and the epoch),
+    sorts each run of ``GROUP_BATCHES`` batches by window length, cuts it into batches and
+    shuffles the batches. A batch's windows are then cut on the left to the smallest power of
+    two from 8 up that holds its longest window (at most ``max_len``): a few shapes, each
+    compiled once. The cut columns hold padding only, so for an encoder whose outputs do not
+    depend on leading padding (``variable_length``) every target's loss is the one the full
+    window gives. Each epoch still passes over every window once, in the same number of batches.
+
+    Batches are planned globally: process ``p`` of ``process_count`` takes the ``p``-th slice
+    of each global batch, and all processes cut it to the same width. ``transform`` maps each
+    window with a generator seeded by ``seed``, the batch index and the row, so the batches are
+    reproducible and resume exactly.
+
+    >>> seqs = Sequences(np.array([0, 0, 2, 9]), np.arange(1, 12, dtype=np.int32))
+    >>> ds = LengthGroupedBatches(training_windows(seqs, 16), _MakeWindow(seqs, 16),
+    ...                           max_len=16, batch_size=1, seed=0)
+    >>> sorted(ds[i]["input"].shape[1] for i in range(len(ds)))  # lengths 1 and 8: cut to 8
+    [8, 8]
+    """
+
+    def __init__(
+        self,
+        windows: np.ndarray,
+        make_window: grain.transforms.Map,
+        *,
+        max_len: int,
+        batch_size: int,
+        seed: int,
+        transform: grain.transforms.RandomMap | None = None,
+        process_index: int = 0,
+        process_count: int = 1,
+    ):
+        super().__init__()
+        self.windows, self.make_window, self.transform = windows, make_window, transform
+        # A window ending at ``end`` holds the targets of positions 1..end-1 (at most max_len).
+        self.lengths = np.minimum(windows[:, 1] - 1, max_len) if len(windows) else windows[:, 0]
+        self.max_len, self.batch_size, self.seed = max_len, batch_size, seed
+        self.local = batch_size // process_count
+        self.offset = process_index * self.local
+        self.num_batches = -(-len(windows) // batch_size)
+        self._plan_epoch, self._plan = -1, (np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __str__(self) -> str:
+        return f"LengthGroupedBatches(batches={self.num_batches})"
+
+    def plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """The epoch's windows sorted in groups, and the order of their batches: batch ``b`` is
+        ``order[k * batch_size : (k + 1) * batch_size]`` with ``k = batches[b]``."""
+        if epoch != self._plan_epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            order = rng.permutation(len(self.windows))
+            group = GROUP_BATCHES * self.batch_size
+            for lo in range(0, len(order), group):
+                part = order[lo : lo + group]
+                order[lo : lo + group] = part[np.argsort(-self.lengths[part], kind="stable")]
+            self._plan = (order, rng.permutation(self.num_batches))
+            self._plan_epoch = epoch
+        return self._plan
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        epoch, b = divmod(int(index), self.num_batches)
+        order, batches = self.plan(epoch)
+        lo = int(batches[b]) * self.batch_size
+        rows = order[lo : lo + self.batch_size]
+        width = min(self.max_len, _pow2_at_least(int(self.lengths[rows].max()), 8))
+        out = []
+        for r in range(self.offset, min(self.offset + self.local, len(rows))):
+            element = self.make_window.map(self.windows[rows[r]])
+            if self.transform is not None:
+                rng = np.random.default_rng([self.seed, int(index), r])
+                element = self.transform.random_map(element, rng)
+            out.append(element)
+        if not out:  # this process's share of the epoch's short batch is empty
+            out = [{k: np.zeros_like(v) for k, v in self.make_window.map(self.windows[0]).items()}]
+        batch = pad_batch({k: np.stack([e[k] for e in out]) for k in out[0]}, self.local)
+        return {k: v[:, -width:] if v.ndim == 2 else v for k, v in batch.items()}
 
 
 def eval_batches(
