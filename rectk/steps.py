@@ -83,7 +83,7 @@ def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):
             h_bld = h_bld[:, -bound.target_positions :]
             target_bl = target_bl[:, -bound.target_positions :]
         target_n = target_bl.reshape(-1)
-        return bound.loss(
+        loss = bound.loss(
             head=model.head,
             user_nd=h_bld.reshape(-1, h_bld.shape[-1]),
             table_vd=table_vd,
@@ -91,8 +91,12 @@ def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):
             weight_n=(target_n > 0).astype(jnp.float32),
             key=loss_key,
         ).astype(jnp.float32)
+        # Length-grouped batches weigh their targets as uniformly shuffled ones would
+        # (``LengthGroupedBatches``); the loss reported stays the batch's mean.
+        scale = jnp.max(batch["loss_scale"]) if "loss_scale" in batch else 1.0
+        return loss * scale, loss
 
-    loss, grads = jax.value_and_grad(loss_fn)(state["params"])
+    (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     updates, opt = bound.tx.update(grads, state["opt"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     new_state = {"params": params, "opt": opt, "step": state["step"] + 1, "rest": state["rest"]}

@@ -210,6 +210,16 @@ def test_length_grouped_batches_hold_the_same_windows_cut_to_their_longest(strid
         assert b["target"].shape == b["input"].shape and b["user"].shape == (bs,)
         widths.append(width)
     assert np.mean(widths) < 0.7 * max_len  # grouping made most batches narrower
+    # Each batch's loss_scale is its targets over the epoch's mean per batch: multiplying a
+    # batch's mean loss by it weighs every target alike, as uniform batches do.
+    targets = np.array([(b["target"] > 0).sum() for b in grouped[:n]])
+    scale = np.array([b["loss_scale"][0] for b in grouped[:n]])
+    assert all((b["loss_scale"] == b["loss_scale"][0]).all() for b in grouped)
+    np.testing.assert_allclose(scale, targets / targets.mean(), rtol=1e-5)
+    if stride == 0:  # whole windows: the batches differ, and are reweighed
+        assert scale.min() < 0.8 < 1.2 < scale.max()
+    else:  # one target per window: all alike, but the epoch's short last batch
+        assert np.sum(np.abs(scale - 1) > 1e-2) <= 1
     assert [b["input"].tolist() for b in grouped[:n]] != [b["input"].tolist() for b in grouped[n:]]
 
 

@@ -95,7 +95,7 @@ def train_dataset(
     ``seed`` and the element's index, so it is reproducible and resumes exactly. ``stride``:
     see ``training_windows`` (targets of a window's context positions are 0).
     ``group_by_length``: batches of windows of similar length, each cut to its longest
-    window (see ``LengthGroupedBatches``).
+    window, each with its ``loss_scale`` (see ``LengthGroupedBatches``).
     """
     windows = training_windows(train, max_len, stride)
     if group_by_length:
@@ -131,6 +131,13 @@ class LengthGroupedBatches(grain.MapDataset):
     depend on leading padding (``variable_length``) every target's loss is the one the full
     window gives. Each epoch still passes over every window once, in the same number of batches.
 
+    Batches of short windows hold fewer targets, and a loss averages over its batch's targets,
+    so each of their targets would weigh more than under uniform shuffling. Each batch therefore
+    carries ``loss_scale`` (one value, repeated per row): the positions it trains over the
+    epoch's mean per batch. The train step multiplies the loss it differentiates by it, so every
+    target weighs the same, as in uniformly shuffled batches (exactly where a window's positions
+    are its targets, as in next-item training; in expectation for the Cloze task).
+
     Batches are planned globally: process ``p`` of ``process_count`` takes the ``p``-th slice
     of each global batch, and all processes cut it to the same width. ``transform`` maps each
     window with a generator seeded by ``seed``, the batch index and the row, so the batches are
@@ -159,10 +166,13 @@ class LengthGroupedBatches(grain.MapDataset):
         self.windows, self.make_window, self.transform = windows, make_window, transform
         # A window ending at ``end`` holds the targets of positions 1..end-1 (at most max_len).
         self.lengths = np.minimum(windows[:, 1] - 1, max_len) if len(windows) else windows[:, 0]
+        # Positions a window trains (its last ``stride``, or fewer when its history is short).
+        self.scored = np.minimum(windows[:, 1] - 1, make_window.stride).astype(np.float64)
         self.max_len, self.batch_size, self.seed = max_len, batch_size, seed
         self.local = batch_size // process_count
         self.offset = process_index * self.local
         self.num_batches = -(-len(windows) // batch_size)
+        self.mean_scored = max(self.scored.sum() / max(self.num_batches, 1), 1.0)
         self._plan_epoch, self._plan = -1, (np.zeros(0, np.int64), np.zeros(0, np.int64))
 
     def __len__(self) -> int:
@@ -203,7 +213,10 @@ class LengthGroupedBatches(grain.MapDataset):
         if not out:  # this process's share of the epoch's short batch is empty
             out = [{k: np.zeros_like(v) for k, v in self.make_window.map(self.windows[0]).items()}]
         batch = pad_batch({k: np.stack([e[k] for e in out]) for k in out[0]}, self.local)
-        return {k: v[:, -width:] if v.ndim == 2 else v for k, v in batch.items()}
+        batch = {k: v[:, -width:] if v.ndim == 2 else v for k, v in batch.items()}
+        scale = self.scored[rows].sum() / self.mean_scored
+        batch["loss_scale"] = np.full(self.local, scale, np.float32)
+        return batch
 
 
 def eval_batches(
