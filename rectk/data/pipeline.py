@@ -123,11 +123,12 @@ class LengthGroupedBatches(grain.MapDataset):
     """Training batches of windows of similar length, each cut to its longest window.
 
     Short histories fill a ``max_len`` window mostly with padding, which every layer and the
-    loss still compute. Each epoch here shuffles all windows (seeded by ``seed`` and the epoch),
-    sorts each run of ``GROUP_BATCHES`` batches by window length, cuts it into batches and
-    shuffles the batches. A batch's windows are then cut on the left to the smallest power of
-    two from 8 up that holds its longest window (at most ``max_len``): a few shapes, each
-    compiled once. The cut columns hold padding only, so for an encoder whose outputs do not
+    loss still compute. A window needs the smallest power of two from 8 up that holds it (at
+    most ``max_len``): its width. Each epoch here shuffles all windows (seeded by ``seed`` and
+    the epoch), orders each run of ``GROUP_BATCHES`` batches by width (keeping the shuffled
+    order within a width: sorting by exact length would save no work and make batches of
+    near-identical learners), cuts it into batches and shuffles the batches. A batch's windows
+    are then cut on the left to its widest: a few shapes, each compiled once. The cut columns hold padding only, so for an encoder whose outputs do not
     depend on leading padding (``variable_length``) every target's loss is the one the full
     window gives. Each epoch still passes over every window once, in the same number of batches.
 
@@ -166,6 +167,8 @@ class LengthGroupedBatches(grain.MapDataset):
         self.windows, self.make_window, self.transform = windows, make_window, transform
         # A window ending at ``end`` holds the targets of positions 1..end-1 (at most max_len).
         self.lengths = np.minimum(windows[:, 1] - 1, max_len) if len(windows) else windows[:, 0]
+        # The width each window needs; windows of one width share batches in random order.
+        self.widths = np.minimum(max_len, _pow2_at_least_each(self.lengths, 8))
         # Positions a window trains (its last ``stride``, or fewer when its history is short).
         self.scored = np.minimum(windows[:, 1] - 1, make_window.stride).astype(np.float64)
         self.max_len, self.batch_size, self.seed = max_len, batch_size, seed
@@ -190,7 +193,7 @@ class LengthGroupedBatches(grain.MapDataset):
             group = GROUP_BATCHES * self.batch_size
             for lo in range(0, len(order), group):
                 part = order[lo : lo + group]
-                order[lo : lo + group] = part[np.argsort(-self.lengths[part], kind="stable")]
+                order[lo : lo + group] = part[np.argsort(-self.widths[part], kind="stable")]
             self._plan = (order, rng.permutation(self.num_batches))
             self._plan_epoch = epoch
         return self._plan
@@ -202,7 +205,7 @@ class LengthGroupedBatches(grain.MapDataset):
         order, batches = self.plan(epoch)
         lo = int(batches[b]) * self.batch_size
         rows = order[lo : lo + self.batch_size]
-        width = min(self.max_len, _pow2_at_least(int(self.lengths[rows].max()), 8))
+        width = int(self.widths[rows].max())
         out = []
         for r in range(self.offset, min(self.offset + self.local, len(rows))):
             element = self.make_window.map(self.windows[rows[r]])
@@ -265,6 +268,12 @@ def eval_batches(
             }
         )
     return out
+
+
+def _pow2_at_least_each(n: np.ndarray, low: int) -> np.ndarray:
+    """``_pow2_at_least`` of every element of ``n``."""
+    bits = np.ceil(np.log2(np.maximum(n, 1))).astype(np.int64)
+    return np.maximum(low, np.left_shift(1, bits))
 
 
 def _pow2_at_least(n: int, low: int) -> int:
