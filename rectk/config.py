@@ -45,7 +45,7 @@ class ModelConfig:
 class TrainConfig:
     batch_size: int = 256
     stride: int = 0  # targets trained per window (the rest is context); 0 = model.max_len
-    # batches of windows of similar length, each cut to its longest window (short histories)
+    # batches of windows of one width, cut to it: less padding computed (short histories)
     group_by_length: bool = False
     epochs: int = 20
     steps: int = 0  # > 0 overrides epochs

@@ -70,8 +70,8 @@ def pad_batch(batch: dict, size: int) -> dict:
     }
 
 
-# Batches sorted together when grouping windows by length (the Hugging Face Trainer's
-# ``group_by_length`` sorts "megabatches" of 50 batches the same way).
+# Batches whose windows are grouped together by width (the Hugging Face Trainer's
+# ``group_by_length`` sorts "megabatches" of 50 batches by length).
 GROUP_BATCHES = 50
 
 
@@ -94,8 +94,8 @@ def train_dataset(
     ``transform`` (a task's, e.g. masking items) maps each window with a generator seeded by
     ``seed`` and the element's index, so it is reproducible and resumes exactly. ``stride``:
     see ``training_windows`` (targets of a window's context positions are 0).
-    ``group_by_length``: batches of windows of similar length, each cut to its longest
-    window, each with its ``loss_scale`` (see ``LengthGroupedBatches``).
+    ``group_by_length``: batches of windows of one width, cut to it, each with its
+    ``loss_scale`` (see ``LengthGroupedBatches``).
     """
     windows = training_windows(train, max_len, stride)
     if group_by_length:
@@ -120,7 +120,7 @@ def train_dataset(
 
 
 class LengthGroupedBatches(grain.MapDataset):
-    """Training batches of windows of similar length, each cut to its longest window.
+    """Training batches of windows of one width, each cut on the left to that width.
 
     Short histories fill a ``max_len`` window mostly with padding, which every layer and the
     loss still compute. A window needs the smallest power of two from 8 up that holds it (at
@@ -128,9 +128,10 @@ class LengthGroupedBatches(grain.MapDataset):
     the epoch), orders each run of ``GROUP_BATCHES`` batches by width (keeping the shuffled
     order within a width: sorting by exact length would save no work and make batches of
     near-identical learners), cuts it into batches and shuffles the batches. A batch's windows
-    are then cut on the left to its widest: a few shapes, each compiled once. The cut columns hold padding only, so for an encoder whose outputs do not
-    depend on leading padding (``variable_length``) every target's loss is the one the full
-    window gives. Each epoch still passes over every window once, in the same number of batches.
+    are then cut on the left to its widest: a few shapes, each compiled once. The cut columns
+    hold padding only, so for an encoder whose outputs do not depend on leading padding
+    (``variable_length``) every target's loss is the one the full window gives. Each epoch
+    still passes over every window once, in the same number of batches.
 
     Batches of short windows hold fewer targets, and a loss averages over its batch's targets,
     so each of their targets would weigh more than under uniform shuffling. Each batch therefore
