@@ -65,8 +65,10 @@ def test_one_and_eight_devices_give_the_same_run(tmp_path):
             assert r8["test"][scorer][k] == pytest.approx(v, abs=2e-3), k
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("grouping", ["false", "true"])
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, grouping):
     extra = ("train.steps=30", "train.checkpoint_every=3", "train.eval_every=10")
+    extra += (f"train.group_by_length={grouping}",)  # length-grouped batches resume as well
     clean_results, clean_losses = run(tmp_path / "clean", 8, *extra)
 
     killed = tmp_path / "killed"
