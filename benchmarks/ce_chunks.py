@@ -13,49 +13,25 @@ first configuration listed. ``chunk_rows = 0`` is the automatic size (see ``Soft
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _train_steps import run_child, seconds_per_step, train_step
 
 
 def measure(recipe: str, sets: list[str], warmup: int, steps: int) -> dict:
     """Runs in the child process: time ``steps`` train steps after ``warmup``."""
-    import time
-
-    from rectk import sharding as shd
-
-    shd.set_cpu_devices(int(os.environ.get("RECTK_BENCH_DEVICES", "0")))
     import jax
 
-    from rectk import recipe as recipe_lib
-    from rectk import steps as steps_lib
-    from rectk.run import prepare
-    from rectk.trainer import setup, train_batches
-
-    cfg = recipe_lib.load(recipe, sets).config
-    data, split = prepare(cfg)
-    s = setup(cfg, data, split, shd.make_mesh(cfg.mesh.data, cfg.mesh.model))
-    batches = list(itertools.islice(train_batches(s, split, epochs=1), warmup + steps))
-    fn = steps_lib.jit_train_step(s.bound, s.state_shardings, s.batch_sharding, s.replicated)
-    state, key = s.state, jax.random.key(cfg.seed + 1)
-    for b in batches[:warmup]:
-        state, _ = fn(state, jax.device_put(b, s.batch_sharding), key)
-    jax.block_until_ready(state)
-    t, c = time.perf_counter(), time.process_time()
-    for b in batches[warmup:]:
-        state, _ = fn(state, jax.device_put(b, s.batch_sharding), key)
-    jax.block_until_ready(state)
-    wall = (time.perf_counter() - t) / len(batches[warmup:])
+    s, batches, fn, state, key = train_step(recipe, sets, warmup + steps)
+    _, _, state = seconds_per_step(s, fn, state, key, batches[:warmup])
+    wall, cpu, _ = seconds_per_step(s, fn, state, key, batches[warmup:])
     return {
         "devices": len(jax.devices()),
-        "chunk_rows": cfg.loss.rows_per_chunk(s.num_items + 1),
+        "chunk_rows": s.cfg.loss.rows_per_chunk(s.num_items + 1),
         "ms_per_step": 1000 * wall,
-        "cpu_ms_per_step": 1000 * (time.process_time() - c) / len(batches[warmup:]),
+        "cpu_ms_per_step": 1000 * cpu,
         "epoch_seconds": wall * s.steps_per_epoch,
         "steps_per_epoch": s.steps_per_epoch,
     }
@@ -84,13 +60,8 @@ def main() -> None:
     for devices in a.devices:
         for chunk in a.chunks:
             sets = [f"loss.chunk_rows={chunk}"]
-            env = {**os.environ, "RECTK_BENCH_DEVICES": str(devices)}
-            cmd = [sys.executable, __file__, a.recipe, "--warmup", str(a.warmup)]
-            cmd += ["--steps", str(a.steps), "--child", json.dumps(sets)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
-            if proc.returncode != 0:
-                sys.exit(f"{sets} on {devices or 'all'} devices failed:\n{proc.stderr[-2000:]}")
-            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            args = [a.recipe, "--warmup", str(a.warmup), "--steps", str(a.steps)]
+            row = run_child(__file__, args, sets, devices, f"{sets} on {devices or 1} device(s)")
             row["asked_chunk_rows"] = chunk
             rows.append(row)
             print(f"  measured {row}", file=sys.stderr, flush=True)

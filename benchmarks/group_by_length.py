@@ -3,8 +3,8 @@
     python benchmarks/group_by_length.py recipes/beauty_sasrec_ce.toml recipes/ml100k_sasrec.toml
     python benchmarks/group_by_length.py recipes/beauty_bert4rec_finetune.toml --steps 200
 
-Short histories fill a ``model.max_len`` window mostly with padding; grouping windows of similar
-length into batches and cutting each batch to its longest window skips that work (the loss is
+Short histories fill a ``model.max_len`` window mostly with padding; grouping windows of one
+width into batches and cutting each batch to that width skips that work (the loss is
 the same: ``tests/test_training.py``). For each recipe and setting, in its own process, this
 builds the model and optimiser, draws the epoch's first ``--steps`` batches (all of them with
 ``--steps 0``), compiles the train step once per window width among them, then times those steps.
@@ -16,53 +16,30 @@ speed-up of grouping measured in the same run.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _train_steps import run_child, seconds_per_step, train_step
 
 
 def measure(recipe: str, sets: list[str], steps: int) -> dict:
     """Runs in the child process: time the first ``steps`` train steps of an epoch."""
-    import time
-
-    from rectk import sharding as shd
-
-    shd.set_cpu_devices(int(os.environ.get("RECTK_BENCH_DEVICES", "0")))
     import jax
 
-    from rectk import recipe as recipe_lib
-    from rectk import steps as steps_lib
-    from rectk.run import prepare
-    from rectk.trainer import setup, train_batches
-
-    cfg = recipe_lib.load(recipe, [*sets, "train.init_from="]).config
-    data, split = prepare(cfg)
-    s = setup(cfg, data, split, shd.make_mesh(cfg.mesh.data, cfg.mesh.model))
-    batches = list(itertools.islice(train_batches(s, split, epochs=1), steps or None))
-    fn = steps_lib.jit_train_step(s.bound, s.state_shardings, s.batch_sharding, s.replicated)
-    state, key = s.state, jax.random.key(cfg.seed + 1)
+    s, batches, fn, state, key = train_step(recipe, sets, steps)
     widths = [b["input"].shape[1] for b in batches]
-    for width in sorted(set(widths)):  # compile every shape before timing
-        b = batches[widths.index(width)]
-        state, _ = fn(state, jax.device_put(b, s.batch_sharding), key)
-    jax.block_until_ready(state)
-    t = time.perf_counter()
-    for b in batches:
-        state, _ = fn(state, jax.device_put(b, s.batch_sharding), key)
-    jax.block_until_ready(state)
-    wall = (time.perf_counter() - t) / len(batches)
+    # compile every shape before timing
+    firsts = [batches[widths.index(w)] for w in sorted(set(widths))]
+    _, _, state = seconds_per_step(s, fn, state, key, firsts)
+    wall, _, _ = seconds_per_step(s, fn, state, key, batches)
     return {
         "ms_per_step": 1000 * wall,
         "epoch_seconds": wall * s.steps_per_epoch,
         "steps_per_epoch": s.steps_per_epoch,
         "timed_steps": len(batches),
         "mean_width": sum(widths) / len(widths),
-        "max_len": cfg.model.max_len,
+        "max_len": s.cfg.model.max_len,
         "devices": len(jax.devices()),
     }
 
@@ -83,19 +60,9 @@ def main() -> None:
     for recipe in a.recipes:
         for grouped in (False, True):
             sets = [*a.sets, f"train.group_by_length={str(grouped).lower()}"]
-            env = {**os.environ, "RECTK_BENCH_DEVICES": str(a.devices)}
-            cmd = [sys.executable, __file__, recipe, "--steps", str(a.steps)]
-            proc = subprocess.run(
-                [*cmd, "--child", json.dumps(sets)],
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-                env=env,
-            )
-            if proc.returncode != 0:
-                sys.exit(f"{recipe} {sets} failed:\n{proc.stderr[-2000:]}")
+            args = [recipe, "--steps", str(a.steps)]
             row = {"recipe": recipe, "grouped": grouped}
-            row.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+            row.update(run_child(__file__, args, sets, a.devices, f"{recipe} {sets}"))
             rows.append(row)
             print(f"  measured {row}", file=sys.stderr, flush=True)
     print(
