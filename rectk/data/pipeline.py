@@ -166,10 +166,9 @@ class LengthGroupedBatches(grain.MapDataset):
     ):
         super().__init__()
         self.windows, self.make_window, self.transform = windows, make_window, transform
-        # A window ending at ``end`` holds the targets of positions 1..end-1 (at most max_len).
-        self.lengths = np.minimum(windows[:, 1] - 1, max_len) if len(windows) else windows[:, 0]
-        # The width each window needs; windows of one width share batches in random order.
-        self.widths = np.minimum(max_len, _pow2_at_least_each(self.lengths, 8))
+        # A window ending at ``end`` holds the targets of positions 1..end-1 (at most max_len);
+        # the width it needs. Windows of one width share batches, in random order.
+        self.widths = np.minimum(max_len, _pow2_at_least(windows[:, 1] - 1, 8))
         # Positions a window trains (its last ``stride``, or fewer when its history is short).
         self.scored = np.minimum(windows[:, 1] - 1, make_window.stride).astype(np.float64)
         self.max_len, self.batch_size, self.seed = max_len, batch_size, seed
@@ -243,8 +242,8 @@ def eval_batches(
     for lo in range(0, n, batch_size):
         rows = order[lo : lo + batch_size]
         longest = int(lengths[rows].max())
-        width = min(max_len, _pow2_at_least(longest + 1, 8)) if trim else max_len
-        seen_w = min(seen_len, _pow2_at_least(longest, 64))
+        width = min(max_len, int(_pow2_at_least(longest + 1, 8))) if trim else max_len
+        seen_w = min(seen_len, int(_pow2_at_least(longest, 64)))
         inp = np.zeros((batch_size, width), np.int32)
         seen = np.zeros((batch_size, seen_w), np.int32)
         for r, i in enumerate(rows):
@@ -271,15 +270,15 @@ def eval_batches(
     return out
 
 
-def _pow2_at_least_each(n: np.ndarray, low: int) -> np.ndarray:
-    """``_pow2_at_least`` of every element of ``n``."""
+def _pow2_at_least(n, low: int):
+    """The smallest power of two that is at least ``n`` and at least ``low`` (of each element,
+    for an array).
+
+    >>> int(_pow2_at_least(9, 8)), _pow2_at_least(np.array([0, 8, 33]), 8).tolist()
+    (16, [8, 8, 64])
+    """
     bits = np.ceil(np.log2(np.maximum(n, 1))).astype(np.int64)
     return np.maximum(low, np.left_shift(1, bits))
-
-
-def _pow2_at_least(n: int, low: int) -> int:
-    """The smallest power of two that is at least ``n`` and at least ``low``."""
-    return max(low, 1 << max(0, int(n) - 1).bit_length())
 
 
 def seen_length(examples: EvalSet, multiple: int = 64) -> int:
