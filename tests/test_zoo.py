@@ -148,13 +148,23 @@ def test_mlp_head_chunked_equals_direct():
 
 @pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
 def test_last_only_equals_the_last_state(name):
-    """The ranking fast path (the last layer computes the last position only) is exact."""
+    """The ranking fast path is exact: the last layer computes the last position only, and its
+    attention folds the key and value projections into the query and the weighted inputs (so
+    the weights here are all random, biases included, where initialisation zeroes biases)."""
     enc = _encoder(name, layers=2)
+    graphdef, params = nnx.split(enc)
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(3), len(leaves))
+    noisy = [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
+    enc = nnx.merge(graphdef, jax.tree.unflatten(tree, noisy))
     emb, mask = _inputs()
     full = enc(emb, mask, users_b=USERS)
     last = enc(emb, mask, users_b=USERS, last_only=True)
     assert last.shape == (B, 1, D)
     np.testing.assert_allclose(np.asarray(last[:, 0]), np.asarray(full[:, -1]), atol=1e-5)
+    # With attention dropout drawn (training), the weights do not sum to one: the direct path.
+    drawn = enc(emb, mask, users_b=USERS, rngs=nnx.Rngs(dropout=1), last_only=True)
+    assert drawn.shape == (B, 1, D) and np.isfinite(np.asarray(drawn)).all()
 
 
 @pytest.mark.parametrize("name", registry.encoders.names())

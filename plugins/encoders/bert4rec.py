@@ -5,13 +5,12 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from rectk import registry
 from rectk.recipe import registered
-from rectk_plugins.encoders.layers import TransformerStack, check_stack_config, dense
+from rectk_plugins.encoders.layers import TransformerStack, check_stack_config, dense, gelu
 
 
 class BERT4Rec(nnx.Module):
@@ -28,7 +27,7 @@ class BERT4Rec(nnx.Module):
         length = emb_bld.shape[1]
         allowed_bll = jnp.broadcast_to(mask_bl[:, None, :], (*mask_bl.shape, length))
         x_bld = self.stack(emb_bld, allowed_bll, rngs, last_only=last_only)
-        return self.out_norm(jax.nn.gelu(self.out(x_bld), approximate=False))
+        return self.out_norm(gelu(self.out(x_bld)))
 
 
 @registered(registry.encoders, "bert4rec")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 
@@ -17,6 +18,15 @@ def dense(din: int, dout: int, axes: tuple[str, str], std: float, rngs: nnx.Rngs
         bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (axes[1],)),
         rngs=rngs,
     )
+
+
+def gelu(x: jax.Array) -> jax.Array:
+    """Exact GELU, ``x * Phi(x)``, as ``0.5 x (1 + erf(x / sqrt 2))`` (PyTorch's and BERT's
+    formula). ``jax.nn.gelu(approximate=False)`` evaluates ``erfc`` instead, which keeps relative
+    precision in the far negative tail, where GELU is within 1e-6 of zero anyway, and ran 2.6x
+    slower on our CPU: 1.49 against 0.58 ms for a ``[256, 50, 256]`` feed-forward activation,
+    about a tenth of a SASRec layer's forward pass."""
+    return x * 0.5 * (1.0 + jax.lax.erf(x * np.sqrt(0.5).astype(x.dtype)))
 
 
 def dropout(x: jax.Array, rate: float, rngs: nnx.Rngs | None) -> jax.Array:
@@ -47,14 +57,16 @@ class SelfAttention(nnx.Module):
     ):
         """Attention outputs at every position, or (``last_only``) at the last one, ``[B, 1, D]``:
         its query attends to every allowed position, the others' queries are not computed."""
+        if last_only:
+            allowed_btt = allowed_btt[:, -1:, :]
+            if rngs is None or self.attn_dropout == 0.0:  # attention weights sum to one
+                return self._last_only(x_btd, allowed_btt[:, 0])
         b, _, d = x_btd.shape
         h = self.heads
 
         def split(y):
             return y.reshape(b, y.shape[1], h, d // h)
 
-        if last_only:
-            allowed_btt = allowed_btt[:, -1:, :]
         q_bthk, k_bthk, v_bthk = (
             split(self.query(x_btd[:, -1:] if last_only else x_btd)),
             split(self.key(x_btd)),
@@ -68,6 +80,31 @@ class SelfAttention(nnx.Module):
         probs_bhts = dropout(probs_bhts, self.attn_dropout, rngs)
         ctx_bthk = jnp.einsum("bhts,bshk->bthk", probs_bhts, v_bthk)
         return self.out(ctx_bthk.reshape(b, ctx_bthk.shape[1], d))
+
+    def _last_only(self, x_bsd: jax.Array, allowed_bs: jax.Array) -> jax.Array:
+        """The last position's output without projecting every position to keys and values
+        (exact where the attention weights sum to one: no attention dropout).
+
+        Per head, ``q . (x_s Wk + bk) = (Wk q) . x_s + q . bk``, and ``q . bk`` is the same at
+        every position, so the softmax drops it; with weights summing to one,
+        ``sum_s p_s (x_s Wv + bv) = (sum_s p_s x_s) Wv + bv``. Products of ``[B, H, D]`` replace
+        the ``[B, S, D] x [D, D]`` key and value projections, most of a last layer's work.
+        """
+        b, _, d = x_bsd.shape
+        h = self.heads
+        dtype = x_bsd.dtype
+        q_bhk = self.query(x_bsd[:, -1]).reshape(b, h, d // h)
+        wk_dhk = self.key.kernel[...].astype(dtype).reshape(d, h, d // h)
+        wv_dhk = self.value.kernel[...].astype(dtype).reshape(d, h, d // h)
+        qk_bhd = jnp.einsum("bhk,dhk->bhd", q_bhk, wk_dhk) / jnp.sqrt(d // h).astype(dtype)
+        logits_bhs = jnp.einsum("bhd,bsd->bhs", qk_bhd, x_bsd)
+        logits_bhs = jnp.where(allowed_bs[:, None], logits_bhs, jnp.finfo(logits_bhs.dtype).min)
+        probs_bhs = jax.nn.softmax(logits_bhs.astype(jnp.float32), axis=-1).astype(dtype)
+        mean_bhd = jnp.einsum("bhs,bsd->bhd", probs_bhs, x_bsd)
+        ctx_bhk = jnp.einsum("bhd,dhk->bhk", mean_bhd, wv_dhk) + self.value.bias[...].astype(
+            dtype
+        ).reshape(h, d // h)
+        return self.out(ctx_bhk.reshape(b, 1, d))
 
 
 class TransformerLayer(nnx.Module):
@@ -96,7 +133,7 @@ class TransformerLayer(nnx.Module):
         """Every position's output, or (``last_only``) the last one's, ``[B, 1, D]``."""
         y = dropout(self.attn(x_btd, allowed_btt, rngs, last_only=last_only), self.rate, rngs)
         x_btd = self.norm1((x_btd[:, -1:] if last_only else x_btd) + y)
-        y = self.ff_out(jax.nn.gelu(self.ff_in(x_btd), approximate=False))
+        y = self.ff_out(gelu(self.ff_in(x_btd)))
         return self.norm2(x_btd + dropout(y, self.rate, rngs))
 
 

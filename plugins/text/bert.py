@@ -33,10 +33,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from rectk_plugins.encoders.layers import gelu
+
 LORA_TARGETS = ("query", "key", "value", "output")
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu": gelu,  # erf-based, as PyTorch's (and so Hugging Face's) "gelu"
     "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
     "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
     "relu": jax.nn.relu,
