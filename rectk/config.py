@@ -35,6 +35,8 @@ class ModelConfig:
     item_tower: Any = plugin(registry.item_towers, "id")
     encoder: Any = plugin(registry.encoders, "sasrec")
     head: Any = plugin(registry.heads, "dot")
+    # a learned score offset per item, added to the head's score (BERT4Rec's output bias)
+    item_bias: bool = False
 
     def __post_init__(self):
         if self.dim <= 0 or self.max_len <= 0:

@@ -16,6 +16,9 @@ from rectk.data.types import Catalogue
 class Recommender(nnx.Module):
     """``history [B, L] -> user states [B, L, D]``; ``item_table() -> [V, D]``; scores via head.
 
+    With ``item_bias`` (``model.item_bias``), every score gets a learned offset per item, as
+    BERT4Rec's and RecBole's output layers have: see ``scoring``.
+
     Plugin contracts (see docs/writing-a-plugin.md):
       item tower: ``tower() -> table_vd`` (row 0 is padding).
       encoder: ``encoder(emb_bld, mask_bl, *, rngs) -> hidden_bld``, causal where training
@@ -48,9 +51,29 @@ class Recommender(nnx.Module):
         self.head = cfg.head.build(dim=cfg.dim, rngs=rngs)
         init = nnx.with_partitioning(nnx.initializers.normal(0.02), (None, "embed"))
         self.mask_token = nnx.Param(init(rngs.params(), (1, cfg.dim))) if mask_token else None
+        zeros = nnx.with_partitioning(nnx.initializers.zeros_init(), ("vocab",))
+        self.item_bias = nnx.Param(zeros(rngs.params(), (vocab_size,))) if cfg.item_bias else None
 
     def item_table(self) -> jax.Array:
         return self.item_tower()
+
+    def scoring(self, table_vd: jax.Array):
+        """``(head, rows_vk)``: what losses and rankers score users against.
+
+        Without an item bias, the head and ``table_vd`` themselves. With one, each row gains
+        its item's bias as a last column, and the returned head scores ``head(user, row[:-1]) +
+        row[-1]``. The losses and rankers only gather rows and call the head, so every one of
+        them adds the bias of exactly the items it scores (targets, negatives, chunks).
+        """
+        if self.item_bias is None:
+            return self.head, table_vd
+        head = self.head
+        bias_v1 = self.item_bias[...].astype(table_vd.dtype)[:, None]
+
+        def biased(user_nd: jax.Array, rows_vk: jax.Array) -> jax.Array:
+            return head(user_nd, rows_vk[:, :-1]) + rows_vk[None, :, -1]
+
+        return biased, jnp.concatenate([table_vd, bias_v1], axis=1)
 
     @property
     def variable_length(self) -> bool:

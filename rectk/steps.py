@@ -83,10 +83,11 @@ def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):
             h_bld = h_bld[:, -bound.target_positions :]
             target_bl = target_bl[:, -bound.target_positions :]
         target_n = target_bl.reshape(-1)
+        head, rows_vk = model.scoring(table_vd)
         loss = bound.loss(
-            head=model.head,
+            head=head,
             user_nd=h_bld.reshape(-1, h_bld.shape[-1]),
-            table_vd=table_vd,
+            table_vd=rows_vk,
             target_n=target_n,
             weight_n=(target_n > 0).astype(jnp.float32),
             key=loss_key,
@@ -122,14 +123,14 @@ def _model_scorer(bound: Bound, weights, batch):
     model = bound.model(weights["params"], weights["rest"])
     table_vd = model.item_table()
     user_bd = model.user_states(batch["input"], table_vd, batch["user"])
-    v = table_vd.shape[0]
+    head, rows_vk = model.scoring(table_vd)
+    v = rows_vk.shape[0]
 
     def score_chunk(u_bd, ids_c):
-        return model.head(u_bd, jnp.take(table_vd, jnp.minimum(ids_c, v - 1), axis=0))
+        return head(u_bd, jnp.take(rows_vk, jnp.minimum(ids_c, v - 1), axis=0))
 
     def score_targets(u_bd, target_b):
-        items_bd = jnp.take(table_vd, target_b, axis=0)
-        return jnp.diagonal(model.head(u_bd, items_bd))
+        return jnp.diagonal(head(u_bd, jnp.take(rows_vk, target_b, axis=0)))
 
     return user_bd, score_chunk, score_targets
 

@@ -219,3 +219,76 @@ def test_checkpoints_keep_the_best_across_processes(tmp_path):
     _, meta = resumed.restore(2, {"w": jax.ShapeDtypeStruct((3,), jnp.float32)})
     assert meta == {"step": 2}
     resumed.close()
+
+
+def test_item_bias_adds_a_learned_offset_to_every_score(tiny_overrides):
+    """model.item_bias: the full softmax, the gathered targets and negatives, and ranking all
+    score ``head(user, item) + bias[item]``, and training learns the biases."""
+    import jax.numpy as jnp
+
+    from rectk_plugins.losses.common import negative_scores, target_scores
+
+    cfg = tiny_recipe([*tiny_overrides, "model.item_bias=true", "loss.type=softmax_ce"]).config
+    data, sp = prepare(cfg)
+    s = setup(cfg, data, sp, make_mesh())
+    model = s.bound.model(s.state["params"], s.state["rest"])
+    table = model.item_table()
+    v = table.shape[0]
+    bias = jax.random.normal(jax.random.key(1), (v,))
+    model.item_bias[...] = bias
+    head, rows = model.scoring(table)
+    user = jax.random.normal(jax.random.key(2), (5, table.shape[1]))
+    expect = np.asarray(user @ table.T + bias[None])
+    np.testing.assert_allclose(np.asarray(head(user, rows)), expect, rtol=1e-5, atol=1e-5)
+    target = jnp.array([1, 2, 3, 4, 5])
+    negatives = jnp.array([[6, 7], [8, 9], [1, 2], [3, 4], [5, 6]])
+    np.testing.assert_allclose(
+        np.asarray(target_scores(head, user, rows, target)),
+        expect[np.arange(5), np.asarray(target)],
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        np.asarray(negative_scores(head, user, rows, negatives)),
+        np.take_along_axis(expect, np.asarray(negatives), axis=1),
+        rtol=1e-5,
+    )
+    loss = cfg.loss(
+        head=head, user_nd=user, table_vd=rows, target_n=target, weight_n=jnp.ones(5), key=None
+    )
+    ce = np.log(np.exp(expect[:, 1:]).sum(1)) - expect[np.arange(5), np.asarray(target)]
+    np.testing.assert_allclose(float(loss), ce.mean(), rtol=1e-5)  # padding item 0 excluded
+
+    # Ranking: an item given a bias far above every score comes first for every learner.
+    weights = _weights_with_bias(s, jnp.zeros(v).at[7].set(1e4))
+    batch = {k: jax.device_put(v_, s.batch_sharding) for k, v_ in _eval_batch(s, sp).items()}
+    _, ids = jax.jit(functools.partial(steps.model_top_k, s.bound, s.num_items, s.chunk, 3))(
+        weights, batch
+    )
+    seen_7 = (np.asarray(batch["seen"]) == 7).any(axis=1)
+    assert (np.asarray(ids)[~seen_7, 0] == 7).all() and (~seen_7).any()
+
+    # Training moves the biases (they start at zero).
+    ds = train_dataset(sp.train, max_len=cfg.model.max_len, batch_size=64, epochs=1, seed=0)
+    batch = {k: jax.device_put(v_, s.batch_sharding) for k, v_ in next(iter(ds)).items()}
+    new, _ = jax.jit(functools.partial(steps.train_step, s.bound))(
+        s.state, batch, jax.random.key(0)
+    )
+    learned = np.asarray(s.bound.model(new["params"], new["rest"]).item_bias[...])
+    assert np.abs(learned).max() > 0
+
+
+def _weights_with_bias(s, bias):
+    """The train state's weights with the item bias replaced."""
+    from flax import nnx
+
+    model = s.bound.model(s.state["params"], s.state["rest"])
+    model.item_bias[...] = bias
+    _, params, rest = nnx.split(model, nnx.Param, ...)
+    return {"params": params, "rest": rest}
+
+
+def _eval_batch(s, sp):
+    from rectk.trainer import evaluator
+
+    batch = evaluator(s, sp.valid).batches[0]
+    return {k: v for k, v in batch.items() if k not in ("valid", "index")}
