@@ -14,7 +14,7 @@ from rectk.data.pipeline import train_dataset
 from rectk.errors import TrainingError
 from rectk.run import prepare, train_and_evaluate
 from rectk.sharding import make_mesh
-from rectk.trainer import setup, train_batches
+from rectk.trainer import evaluator, setup, train_batches
 from tests.conftest import RECIPES
 
 
@@ -260,7 +260,8 @@ def test_item_bias_adds_a_learned_offset_to_every_score(tiny_overrides):
 
     # Ranking: an item given a bias far above every score comes first for every learner.
     weights = _weights_with_bias(s, jnp.zeros(v).at[7].set(1e4))
-    batch = {k: jax.device_put(v_, s.batch_sharding) for k, v_ in _eval_batch(s, sp).items()}
+    ev = evaluator(s, sp.valid)
+    batch = ev._put(ev.batches[0])  # as evaluation places it on the mesh
     _, ids = jax.jit(functools.partial(steps.model_top_k, s.bound, s.num_items, s.chunk, 3))(
         weights, batch
     )
@@ -278,17 +279,12 @@ def test_item_bias_adds_a_learned_offset_to_every_score(tiny_overrides):
 
 
 def _weights_with_bias(s, bias):
-    """The train state's weights with the item bias replaced."""
+    """The train state's weights with the item bias replaced (split as the state is)."""
     from flax import nnx
+
+    from rectk.model import trainable_filter
 
     model = s.bound.model(s.state["params"], s.state["rest"])
     model.item_bias[...] = bias
-    _, params, rest = nnx.split(model, nnx.Param, ...)
+    _, params, rest = nnx.split(model, trainable_filter(model), ...)
     return {"params": params, "rest": rest}
-
-
-def _eval_batch(s, sp):
-    from rectk.trainer import evaluator
-
-    batch = evaluator(s, sp.valid).batches[0]
-    return {k: v for k, v in batch.items() if k not in ("valid", "index")}
