@@ -5,13 +5,14 @@
 
 Builds the recipe's model (initial weights: the time does not depend on them), then ranks the
 test split's targets among all items with the recipe's evaluation settings, four ways: the
-ranker compiled with XLA's default options or with ``rectk.compiler.inference_options`` (on
-the CPU: no YNNPACK fusions), and windows of ``model.max_len`` or trimmed per batch to the
-longest history (``Evaluator(trim=True)``, for encoders that declare ``variable_length``).
-Each way is timed ``--repeats`` times (a whole evaluation: ranks and metrics) after one untimed
-pass that compiles every batch shape; the table gives the median seconds, the ratio to the first
-row, and the share of targets whose rank equals the first row's (compiled differently, float sums
-may round differently). Runs in one process, on one XLA device unless ``--cpu-devices``.
+ranker compiled with XLA's default options or without XLA:CPU's YNNPACK library fusions
+(``rectk.compiler.no_library_dots``; rectk picks one per encoder, see ``rectk.compiler``), and
+windows of ``model.max_len`` or trimmed per batch to the longest history
+(``Evaluator(trim=True)``, for encoders that declare ``variable_length``).
+Each way is timed ``--repeats`` times (a whole evaluation: ranks and metrics), the ways in
+turn, after one untimed pass of each that compiles every batch shape; the table gives the
+median seconds, the ratio to the first row, and the share of targets whose rank equals the
+first row's (compiled differently, float sums may round differently). Runs in one process, on one XLA device unless ``--cpu-devices``.
 ``--only-rectk`` times rectk's own way alone (as ``benchmarks/vs_recbole.py`` does); ``--json``
 writes the rows.
 """
@@ -45,7 +46,7 @@ def main() -> None:
 
     from rectk import recipe as recipe_lib
     from rectk import steps
-    from rectk.compiler import inference_options
+    from rectk.compiler import inference_options, no_library_dots
     from rectk.run import prepare
     from rectk.trainer import evaluator, setup, weights_of
 
@@ -63,30 +64,34 @@ def main() -> None:
         )
         return lambda batch: f(weights, batch)
 
-    ways = [("XLA defaults", None, False), ("rectk inference options", inference_options(), False)]
+    ways = [("XLA defaults", None, False), ("no library dots", no_library_dots(), False)]
     if a.only_rectk:
-        ways = [("rectk, its own settings", inference_options(), None)]
+        ways = [("rectk, its own settings", inference_options(s.bound.library_dots), None)]
     elif s.trim_windows:
         ways += [
             ("XLA defaults, trimmed windows", None, True),
-            ("rectk options, trimmed windows", inference_options(), True),
+            ("no library dots, trimmed windows", no_library_dots(), True),
         ]
-    rows, first = [], None
+    # Compile every way first, then time them round-robin: the machine's speed drifts by more
+    # than the differences measured, and interleaving spreads the drift over every way alike.
+    prepared, first = [], None
     for label, options, trim in ways:
         ev, rank = evaluator(s, examples, trim), ranker(options)
         t = time.perf_counter()
         ranks = ev.ranks(rank)  # compiles each batch shape
         warm = time.perf_counter() - t
-        times = []
-        for _ in range(a.repeats):  # a whole evaluation, as rectk's trainer runs it
-            t = time.perf_counter()
-            ev.metrics(rank)
-            times.append(time.perf_counter() - t)
         first = ranks if first is None else first
+        prepared.append((label, ev, rank, warm, float(np.mean(ranks == first))))
+    times: list[list[float]] = [[] for _ in prepared]
+    for _ in range(a.repeats):
+        for i, (_, ev, rank, _, _) in enumerate(prepared):
+            t = time.perf_counter()
+            ev.metrics(rank)  # a whole evaluation, as rectk's trainer runs it
+            times[i].append(time.perf_counter() - t)
+    rows = []
+    for (label, ev, _, warm, same), ts in zip(prepared, times, strict=True):
         shapes = sorted({b["input"].shape[1] for b in ev.batches}, reverse=True)
-        same = float(np.mean(ranks == first))
-        rows.append((label, statistics.median(times), warm, same, shapes))
-        print(f"  measured {rows[-1]}", flush=True)
+        rows.append((label, statistics.median(ts), warm, same, shapes))
 
     print(
         f"{a.recipe} ({' '.join(a.set)}): {len(examples)} {a.split} targets, "

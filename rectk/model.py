@@ -83,6 +83,13 @@ class Recommender(nnx.Module):
         and ``train.group_by_length`` may train on such windows)."""
         return bool(getattr(self.encoder, "variable_length", False))
 
+    @property
+    def library_dots(self) -> bool:
+        """Whether ranking compiles with XLA:CPU's library (YNNPACK) fusions, its default; an
+        encoder that runs slower with them declares a class attribute ``library_dots = False``
+        (see ``rectk.compiler``)."""
+        return bool(getattr(self.encoder, "library_dots", True))
+
     def encode(
         self,
         history_bl: jax.Array,

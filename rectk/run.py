@@ -222,7 +222,8 @@ class Loaded:
         """The jitted top-k scorer for ``k`` (compiled once per k and history length)."""
         if k not in self._top_k:
             self._top_k[k] = jit_inference(
-                functools.partial(steps.model_top_k, self.bound, self.num_items, self.chunk, k)
+                functools.partial(steps.model_top_k, self.bound, self.num_items, self.chunk, k),
+                library_dots=self.bound.library_dots,
             )
         return self._top_k[k]
 
@@ -265,7 +266,7 @@ def load_run(path: str | Path) -> Loaded:
         state, _ = ckpt.restore(step, abstract)
     finally:
         ckpt.close()
-    bound = steps.Bound(graphdef=graphdef, loss=cfg.loss, tx=tx)
+    bound = steps.Bound(graphdef=graphdef, loss=cfg.loss, tx=tx, library_dots=model.library_dots)
     return Loaded(
         cfg=cfg,
         weights={"params": state["params"], "rest": state["rest"]},

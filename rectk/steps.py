@@ -56,6 +56,9 @@ class Bound:
     # > 0: only a window's last ``target_positions`` positions carry targets (``train.stride``),
     # so the loss scores those rows only.
     target_positions: int = 0
+    # Forward-only steps may use XLA:CPU's library (YNNPACK) fusions; the encoder's
+    # ``library_dots`` attribute says (``rectk.compiler``).
+    library_dots: bool = True
 
     def model(self, params, rest):
         return nnx.merge(self.graphdef, params, rest)

@@ -110,7 +110,12 @@ def setup(cfg: RunConfig, data: Dataset, split: Split, mesh) -> Setup:
         loss = loss.prepare(item_counts=np.bincount(split.train.items, minlength=inter.vocab_size))
     stride = cfg.train.stride if cfg.train.stride < cfg.model.max_len else 0
     bound = steps.Bound(
-        graphdef=graphdef, loss=loss, tx=tx, compute_dtype=dtype, target_positions=stride
+        graphdef=graphdef,
+        loss=loss,
+        tx=tx,
+        compute_dtype=dtype,
+        target_positions=stride,
+        library_dots=abstract.library_dots,
     )
     return Setup(
         cfg=cfg,
@@ -163,6 +168,7 @@ def rank_fn(s: Setup, allowed_v: np.ndarray | None = None):
     allowed = None if allowed_v is None else jnp.asarray(allowed_v)
     f = jit_inference(
         functools.partial(steps.model_ranks, s.bound, s.num_items, s.chunk, allowed_v=allowed),
+        library_dots=s.bound.library_dots,
         in_shardings=(weights_of(s.state_shardings), s.batch_sharding),
     )
     if allowed_v is None:

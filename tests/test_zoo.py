@@ -146,17 +146,22 @@ def test_mlp_head_chunked_equals_direct():
     np.testing.assert_allclose(np.asarray(g_chunk), np.asarray(g_whole), rtol=1e-4, atol=1e-6)
 
 
+def _noisy(enc):
+    """``enc`` with random noise on every weight: initialisation zeroes biases and keeps the
+    attention's outputs small, which would hide a wrong term."""
+    graphdef, params = nnx.split(enc)
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(3), len(leaves))
+    noisy = [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
+    return nnx.merge(graphdef, jax.tree.unflatten(tree, noisy))
+
+
 @pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
 def test_last_only_equals_the_last_state(name):
     """The ranking fast path is exact: the last layer computes the last position only, and its
     attention folds the key and value projections into the query and the weighted inputs (so
     the weights here are all random, biases included, where initialisation zeroes biases)."""
-    enc = _encoder(name, layers=2)
-    graphdef, params = nnx.split(enc)
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(3), len(leaves))
-    noisy = [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
-    enc = nnx.merge(graphdef, jax.tree.unflatten(tree, noisy))
+    enc = _noisy(_encoder(name, layers=2))
     emb, mask = _inputs()
     full = enc(emb, mask, users_b=USERS)
     last = enc(emb, mask, users_b=USERS, last_only=True)
@@ -183,3 +188,41 @@ def test_variable_length_encoders_ignore_leading_padding(name):
     np.testing.assert_allclose(
         np.asarray(trimmed)[real], np.asarray(full)[real], rtol=1e-5, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_inference_attention_equals_the_training_path(name):
+    """Without dropout drawn (evaluation), attention runs heads-major with the softmax's
+    division deferred to the context; with dropout 0 and ``rngs`` given it takes the training
+    path. Both give the same states, padding rows (nothing to attend to) included."""
+    enc = _noisy(_encoder(name, layers=2, dropout=0.0, attn_dropout=0.0))
+    emb, mask = _inputs()
+    evaluation = enc(emb, mask, users_b=USERS)
+    training = enc(emb, mask, users_b=USERS, rngs=nnx.Rngs(dropout=1))
+    np.testing.assert_allclose(np.asarray(evaluation), np.asarray(training), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", registry.encoders.names())
+def test_library_dots_do_not_change_the_states(name):
+    """Ranking compiles with XLA:CPU's library (YNNPACK) fusions or without, as the encoder
+    declares (``rectk.compiler``); both compilations give the same states, at a shape large
+    enough for the library to take the matrix products (a guard against miscompilation)."""
+    from rectk.compiler import inference_options
+
+    cfg = registry.encoders.get(name)()
+    with nnx.use_eager_sharding(False):
+        enc = cfg.build(dim=64, max_len=20, num_users=40, rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(enc)
+    lengths = np.arange(32) % 20 + 1
+    mask = jnp.asarray(np.arange(20)[None] >= 20 - lengths[:, None])
+    emb = jax.random.normal(jax.random.key(2), (32, 20, 64)) * mask[..., None]
+    users = jnp.arange(32) + 1
+
+    def states(state, emb, mask):
+        return nnx.merge(graphdef, state)(emb, mask, users_b=users)
+
+    with_lib, without = (
+        jax.jit(states, compiler_options=inference_options(flag))(state, emb, mask)
+        for flag in (True, False)
+    )
+    np.testing.assert_allclose(np.asarray(with_lib), np.asarray(without), rtol=1e-4, atol=1e-5)
