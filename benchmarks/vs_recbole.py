@@ -73,10 +73,12 @@ overrides and device count, after a pass that compiles; its weights are the init
 cost the same arithmetic); peak resident memory of the process tree (psutil, sampled every
 50 ms); the process's wall time; and the rectk / RecBole ratios.
 
-Same targets, not the same updates: ``batch 256`` is 256 windows of up to ``--stride`` targets
-in rectk (40 optimiser steps per epoch on ml-100k at stride 10) but 256 single-target prefixes
-in RecBole (380 steps per epoch). Quality after a fixed small number of epochs is therefore not
-comparable; run to early stopping for the quality columns.
+Same targets, and about as many per update: ``batch 256`` is 256 single-target prefixes in
+RecBole (380 optimiser steps per epoch on ml-100k), and in rectk as many windows as carry 256
+targets, ``ceil(256 / stride)``: 26 windows of up to 10 targets at the default stride (390
+steps per epoch). ``--rectk-batch N`` sets the windows per update instead; the runs before this
+option trained 256 windows (2,560 targets) per update, 40 steps per epoch, and validated
+lower (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -202,9 +204,18 @@ def _load() -> float:
 # ---------------------------------------------------------------------------------------------
 
 
+def rectk_batch(stride: int) -> int:
+    """rectk's windows per update that carry ``batch_size`` targets, as RecBole's batch of
+    single-target prefixes does: a window trains its last ``stride`` targets (all ``max_len``
+    positions where ``stride`` is 0 or at least ``max_len``)."""
+    per_window = stride if 0 < stride < PROTOCOL["max_len"] else PROTOCOL["max_len"]
+    return -(-PROTOCOL["batch_size"] // per_window)
+
+
 def rectk_overrides(
-    runs: Path, max_epochs: int, patience: int, seed: int, stride: int = 0
+    runs: Path, max_epochs: int, patience: int, seed: int, stride: int = 0, batch: int = 0
 ) -> list[str]:
+    """``batch``: windows per update (0 = ``rectk_batch(stride)``)."""
     p = PROTOCOL
     sets = {
         "run_dir": f'"{runs}"',
@@ -221,7 +232,7 @@ def rectk_overrides(
         "model.encoder.dropout": p["dropout"],
         "model.encoder.attn_dropout": p["attn_dropout"],
         "loss.type": '"softmax_ce"',
-        "train.batch_size": p["batch_size"],
+        "train.batch_size": batch or rectk_batch(stride),
         "train.stride": stride,
         "train.epochs": max_epochs,
         "train.steps": 0,
@@ -502,6 +513,12 @@ def main(argv: list[str] | None = None) -> int:
         help="rectk train.stride: targets trained per 50-item window (1 = one window per "
         "prefix, as RecBole; 50 = windows that do not overlap)",
     )
+    parser.add_argument(
+        "--rectk-batch",
+        type=int,
+        default=0,
+        help="rectk windows per update (0 = as many as carry 256 targets: ceil(256 / stride))",
+    )
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "vs_recbole")
     parser.add_argument("--json", type=Path, help="write the results to this JSON file")
     args = parser.parse_args(argv)
@@ -510,7 +527,11 @@ def main(argv: list[str] | None = None) -> int:
     args.runs = args.runs.resolve()
     args.runs.mkdir(parents=True, exist_ok=True)
 
-    sets = rectk_overrides(args.runs, args.max_epochs, args.patience, args.seed, args.stride)
+    if args.rectk_batch < 0:
+        parser.error("--rectk-batch must be at least 0 (0 = ceil(256 / stride))")
+    sets = rectk_overrides(
+        args.runs, args.max_epochs, args.patience, args.seed, args.stride, args.rectk_batch
+    )
     print(
         f"SASRec, full-softmax CE, {DATASET} ({DATA / DATASET}); leave-last-out by time; "
         f"max_len {PROTOCOL['max_len']}, {PROTOCOL['layers']} layers, {PROTOCOL['heads']} heads, "
@@ -532,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
             "mask_seen": False,
             "seed": args.seed,
             "rectk_stride": args.stride,
+            "rectk_batch": args.rectk_batch or rectk_batch(args.stride),
             "rectk_cpu_devices": args.rectk_cpu_devices,
             "eval_repeats": args.eval_repeats,
         },
