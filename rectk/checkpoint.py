@@ -3,18 +3,30 @@ keeping the latest N and the best by the validation metric."""
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+_ITEMS = ("state", "meta")
+# Pruned steps are renamed into this folder (one atomic rename), then deleted: a run killed
+# while deleting leaves debris here, never a half-deleted step folder that looks like a step.
+_TRASH = "_deleted"
+# Orbax writes this file into a step folder when the save is complete.
+_FINALISED = "_CHECKPOINT_METADATA"
+
 
 class Checkpoints:
     """``save(step, state, meta, metric)`` / ``restore(step, abstract_state)``.
 
     A save lands whole or not at all (Orbax writes to a temporary folder and renames it), so a
-    run killed mid-save leaves the previous checkpoints intact. Kept: the latest ``keep`` and
+    run killed mid-save leaves the previous checkpoints intact. A pruned step is renamed out of
+    the way before it is deleted, for the same reason: a run killed mid-delete leaves no step
+    folder missing files. Opening the folder clears that debris, and moves aside any step
+    folder left incomplete by an older rectk (saying so on stderr). Kept: the latest ``keep`` and
     the one with the highest ``metric`` (the trainer passes its validation monitor). The metric
     is stored inside each checkpoint's ``meta`` item, and retention is decided here, not by
     Orbax's ``BestN`` policy: Orbax 0.12 forgets the metrics of checkpoints written by an
@@ -25,10 +37,12 @@ class Checkpoints:
 
     def __init__(self, directory: Path, *, keep: int):
         self.keep = max(1, keep)
-        options = ocp.CheckpointManagerOptions(enable_async_checkpointing=False)
-        self._mngr = ocp.CheckpointManager(
-            Path(directory).absolute(), options=options, item_names=("state", "meta")
+        self._dir = Path(directory).absolute()
+        _clear_incomplete(self._dir)
+        options = ocp.CheckpointManagerOptions(
+            enable_async_checkpointing=False, todelete_subdir=_TRASH
         )
+        self._mngr = ocp.CheckpointManager(self._dir, options=options, item_names=_ITEMS)
         self._metrics: dict[int, float] = {}
         for step in self._mngr.all_steps():
             value = self._restore_meta(step).get(self._METRIC)
@@ -73,8 +87,9 @@ class Checkpoints:
             keep.add(best)
         for step in steps:
             if step not in keep:
-                self._mngr.delete(step)
+                self._mngr.delete(step)  # a rename into _TRASH
                 self._metrics.pop(step, None)
+        shutil.rmtree(self._dir / _TRASH, ignore_errors=True)
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
         out = self._mngr.restore(
@@ -98,6 +113,28 @@ class Checkpoints:
 
     def close(self) -> None:
         self._mngr.close()
+
+
+def _clear_incomplete(directory: Path) -> None:
+    """Deletes what a killed delete left in ``_TRASH``, and moves there (then deletes) any step
+    folder without all of its items or Orbax's completion file: such a folder cannot be restored,
+    and Orbax would list it as the latest step."""
+    if not directory.is_dir():
+        return
+    trash = directory / _TRASH
+    for step_dir in sorted(directory.iterdir()):
+        if not (step_dir.is_dir() and step_dir.name.isdigit()):
+            continue
+        missing = [n for n in (*_ITEMS, _FINALISED) if not (step_dir / n).exists()]
+        if missing:
+            print(
+                f"rectk: {step_dir} is an incomplete checkpoint (no {', '.join(missing)}; a run "
+                f"was killed while writing or deleting it); removed",
+                file=sys.stderr,
+            )
+            trash.mkdir(exist_ok=True)
+            step_dir.rename(trash / f"{step_dir.name}.incomplete")
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def abstract_like(tree: Any) -> Any:

@@ -2,6 +2,7 @@
 
 import functools
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -219,6 +220,29 @@ def test_checkpoints_keep_the_best_across_processes(tmp_path):
     _, meta = resumed.restore(2, {"w": jax.ShapeDtypeStruct((3,), jnp.float32)})
     assert meta == {"step": 2}
     resumed.close()
+
+
+def test_checkpoints_survive_a_run_killed_while_pruning(tmp_path, capsys):
+    """Pruning renames a step out of the way before deleting it, so no half-deleted step folder
+    is left to be taken for the latest step; one left by an older rectk (here: ``meta`` and
+    Orbax's completion file already gone, ``state`` not yet) is moved aside on opening."""
+    import jax.numpy as jnp
+
+    state = {"w": jnp.ones(3)}
+    ckpt = Checkpoints(tmp_path, keep=2)
+    for step in (1, 2, 3, 4):
+        ckpt.save(step, state, {"step": step}, metric=None)
+    ckpt.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["3", "4"]  # no trash left behind
+    shutil.rmtree(tmp_path / "4" / "meta")
+    (tmp_path / "4" / "_CHECKPOINT_METADATA").unlink()
+    (tmp_path / "_deleted" / "2" / "state").mkdir(parents=True)  # debris of a killed delete
+    reopened = Checkpoints(tmp_path, keep=2)
+    assert "is an incomplete checkpoint (no meta, _CHECKPOINT_METADATA" in capsys.readouterr().err
+    assert reopened.all_steps() == [3] and reopened.latest_step() == 3
+    assert reopened.restore_meta(3) == {"step": 3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["3"]
+    reopened.close()
 
 
 def test_item_bias_adds_a_learned_offset_to_every_score(tiny_overrides):
