@@ -126,14 +126,18 @@ def _clear_incomplete(directory: Path) -> None:
         if not (step_dir.is_dir() and step_dir.name.isdigit()):
             continue
         missing = [n for n in (*_ITEMS, _FINALISED) if not (step_dir / n).exists()]
-        if missing:
-            print(
-                f"rectk: {step_dir} is an incomplete checkpoint (no {', '.join(missing)}; a run "
-                f"was killed while writing or deleting it); removed",
-                file=sys.stderr,
-            )
-            trash.mkdir(exist_ok=True)
+        if not missing:
+            continue
+        trash.mkdir(exist_ok=True)
+        try:
             step_dir.rename(trash / f"{step_dir.name}.incomplete")
+        except FileNotFoundError:  # another process of a multi-host run moved it first
+            continue
+        print(
+            f"rectk: {step_dir} was an incomplete checkpoint (no {', '.join(missing)}; a run "
+            f"was killed while writing or deleting it); removed",
+            file=sys.stderr,
+        )
     shutil.rmtree(trash, ignore_errors=True)
 
 

@@ -238,7 +238,7 @@ def test_checkpoints_survive_a_run_killed_while_pruning(tmp_path, capsys):
     (tmp_path / "4" / "_CHECKPOINT_METADATA").unlink()
     (tmp_path / "_deleted" / "2" / "state").mkdir(parents=True)  # debris of a killed delete
     reopened = Checkpoints(tmp_path, keep=2)
-    assert "is an incomplete checkpoint (no meta, _CHECKPOINT_METADATA" in capsys.readouterr().err
+    assert "was an incomplete checkpoint (no meta, _CHECKPOINT_METADATA" in capsys.readouterr().err
     assert reopened.all_steps() == [3] and reopened.latest_step() == 3
     assert reopened.restore_meta(3) == {"step": 3}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["3"]
