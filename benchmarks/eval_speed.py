@@ -8,11 +8,12 @@ test split's targets among all items with the recipe's evaluation settings, four
 ranker compiled with XLA's default options or without XLA:CPU's YNNPACK library fusions
 (``rectk.compiler.no_library_dots``; rectk picks one per encoder, see ``rectk.compiler``), and
 windows of ``model.max_len`` or trimmed per batch to the longest history
-(``Evaluator(trim=True)``, for encoders that declare ``variable_length``).
-Each way is timed ``--repeats`` times (a whole evaluation: ranks and metrics), the ways in
-turn, after one untimed pass of each that compiles every batch shape; the table gives the
-median seconds, the ratio to the first row, and the share of targets whose rank equals the
-first row's (compiled differently, float sums may round differently). Runs in one process, on one XLA device unless ``--cpu-devices``.
+(``Evaluator(trim=True)``, for encoders that declare ``variable_length``). Each way is timed
+``--repeats`` times (a whole evaluation: ranks and metrics), the ways in turn, after one
+untimed pass of each that compiles every batch shape; the table gives the median seconds, the
+ratio to the first row, and the share of targets whose rank equals the first row's (compiled
+differently, float sums may round differently). Runs in one process, on one XLA device unless
+``--cpu-devices``.
 ``--only-rectk`` times rectk's own way alone (as ``benchmarks/vs_recbole.py`` does); ``--json``
 writes the rows.
 """

@@ -552,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.rectk_batch < 0:
         parser.error("--rectk-batch must be at least 0 (0 = ceil(256 / stride))")
+    args.rectk_batch = args.rectk_batch or rectk_batch(args.stride)
     sets = rectk_overrides(
         args.runs, args.max_epochs, args.patience, args.seed, args.stride, args.rectk_batch
     )
@@ -576,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
             "mask_seen": False,
             "seed": args.seed,
             "rectk_stride": args.stride,
-            "rectk_batch": args.rectk_batch or rectk_batch(args.stride),
+            "rectk_batch": args.rectk_batch,
             "rectk_cpu_devices": args.rectk_cpu_devices,
             "eval_repeats": args.eval_repeats,
         },
