@@ -12,10 +12,10 @@ from rectk import registry
 B, L, D = 2, 7, 8
 
 
-def _encoder(name, **fields):
+def _encoder(name, *, dim=D, max_len=L, num_users=5, **fields):
     cfg = registry.encoders.get(name)(**fields)
     with nnx.use_eager_sharding(False):
-        return cfg.build(dim=D, max_len=L, num_users=5, rngs=nnx.Rngs(0))
+        return cfg.build(dim=dim, max_len=max_len, num_users=num_users, rngs=nnx.Rngs(0))
 
 
 def _inputs(seed=0):
@@ -209,10 +209,7 @@ def test_library_dots_do_not_change_the_states(name):
     enough for the library to take the matrix products (a guard against miscompilation)."""
     from rectk.compiler import inference_options
 
-    cfg = registry.encoders.get(name)()
-    with nnx.use_eager_sharding(False):
-        enc = cfg.build(dim=64, max_len=20, num_users=40, rngs=nnx.Rngs(0))
-    graphdef, state = nnx.split(enc)
+    graphdef, state = nnx.split(_encoder(name, dim=64, max_len=20, num_users=40))
     lengths = np.arange(32) % 20 + 1
     mask = jnp.asarray(np.arange(20)[None] >= 20 - lengths[:, None])
     emb = jax.random.normal(jax.random.key(2), (32, 20, 64)) * mask[..., None]
