@@ -51,6 +51,26 @@ def test_bert4rec_sees_both_directions():
     assert not np.allclose(np.asarray(a[:, 3]), np.asarray(b[:, 3]))
 
 
+def test_bert4rec_output_transform_is_optional():
+    from rectk_plugins.encoders.layers import gelu
+
+    full = _encoder("bert4rec", layers=1)
+    plain = _encoder("bert4rec", layers=1, output_transform=False)
+    emb, mask = _inputs()
+
+    def count(enc):
+        return sum(x.size for x in jax.tree.leaves(nnx.state(enc, nnx.Param)))
+
+    assert count(full) - count(plain) == D * D + D + 2 * D  # the dense layer and its layer norm
+    # Built from the same seed, the two share the stack; the transform is all that differs.
+    np.testing.assert_allclose(
+        np.asarray(full(emb, mask)),
+        np.asarray(full.out_norm(gelu(full.out(plain(emb, mask))))),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
 def test_gru4rec_state_is_unchanged_by_left_padding():
     enc = _encoder("gru4rec", layers=2)
     emb, mask = _inputs()
