@@ -25,7 +25,15 @@ from rectk.recipe import registered
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class NextItem:
     """Next-item (next-course) recommendation from a learner's history: train on every
-    (prefix -> next item) target, evaluate by full ranking on held-out last items."""
+    (prefix -> next item) target, evaluate by full ranking on held-out last items.
+
+    A bidirectional encoder (``bert4rec``) trains here only with ``train.stride = 1``: one
+    window per prefix, whose last position alone carries a target, and that target is not in
+    the window. Every other position's target is the next input, which bidirectional attention
+    would show it. The learner's state is then read at the last history item, not at a MASK
+    appended after it: a way to fine-tune a masked-item pre-trained BERT4Rec
+    (``train.init_from``) on the next item (``recipes/beauty_bert4rec_finetune_last.toml``).
+    """
 
     mask_token: ClassVar[bool] = False
 
@@ -36,11 +44,12 @@ class NextItem:
         from rectk.run import train_and_evaluate
 
         encoder = recipe.config.model.encoder
-        if getattr(encoder, "bidirectional", False):
+        if getattr(encoder, "bidirectional", False) and recipe.config.train.stride != 1:
             raise RectkError(
                 f"encoder {type(encoder).plugin_name!r} is bidirectional: next-item training "
-                "would let every position see its own target. Train it with masked items: "
-                'set [task] type = "masked_item"'
+                f"with train.stride = {recipe.config.train.stride} would let positions see their "
+                "own targets. Set train.stride = 1 (one window per prefix, trained at its last "
+                'position only), or train it with masked items: [task] type = "masked_item"'
             )
         return train_and_evaluate(recipe, progress=progress)
 

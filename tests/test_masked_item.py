@@ -1,5 +1,7 @@
 """Masked-item (Cloze) training for BERT4Rec: seeded masking, MASK input, end to end."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -137,10 +139,48 @@ def test_model_reads_states_at_an_appended_mask():
     assert plain.mask_token is None
 
 
-def test_next_item_refuses_a_bidirectional_encoder():
-    r = recipe_lib.load(RECIPES / "quickstart.toml", ["model.encoder.type=bert4rec"])
-    with pytest.raises(RectkError, match="masked_item"):
-        r.config.task.run(r, progress=False)
+def test_next_item_refuses_a_bidirectional_encoder_unless_stride_is_one():
+    for stride in (0, 2):
+        r = recipe_lib.load(
+            RECIPES / "quickstart.toml", ["model.encoder.type=bert4rec", f"train.stride={stride}"]
+        )
+        with pytest.raises(RectkError, match=r"train\.stride = 1"):
+            r.config.task.run(r, progress=False)
+
+
+def test_stride_one_windows_train_their_last_position_only():
+    """What lets a bidirectional encoder train on next items: a window's target at position t
+    is its input at t + 1, so only the last position's target is absent from the window."""
+    ds = train_dataset(_sequences(), max_len=6, batch_size=8, epochs=1, seed=0, stride=1)
+    rows = 0
+    for b in ds:
+        inp, tgt = b["input"], b["target"]
+        np.testing.assert_array_equal(tgt[:, :-1], 0)
+        real = inp[:, -1] > 0
+        assert (tgt[real, -1] > 0).all()
+        rows += int(real.sum())
+    assert rows == int(np.maximum(_sequences().lengths - 1, 0).sum())
+
+
+def test_bert4rec_fine_tunes_on_next_items_from_a_masked_item_run(tiny_overrides, tmp_path):
+    """Pre-train by masked items, then fine-tune on the next item read at the last history
+    item (``next_item``, ``train.stride = 1``): the Cloze weights carry over, the MASK input
+    embedding stays behind, and the fine-tuned run evaluates."""
+    common = [*tiny_overrides, "model.encoder.type=bert4rec"]
+    pre = recipe_lib.load(
+        RECIPES / "quickstart.toml",
+        [*common, "name=pre", "task.type=masked_item", "train.steps=4", "train.eval_every=4"],
+    )
+    train_and_evaluate(pre, progress=False, echo=lambda *_: None)
+    fine = recipe_lib.load(
+        RECIPES / "quickstart.toml",
+        [*common, "name=fine", "train.init_from=pre", "train.stride=1", "train.steps=4"],
+    )
+    summary = fine.config.task.run(fine, progress=False)
+    assert np.isfinite(summary["test"]["model"]["ndcg@10"])
+    report = json.loads((tmp_path / "runs" / "fine" / "init_from.json").read_text())
+    assert report["copied"] and not report["fresh"]
+    assert report["unused"] == ["['mask_token'].value"]
 
 
 def test_bert4rec_trains_end_to_end(tiny_overrides):

@@ -37,8 +37,10 @@ class BERT4Rec(nnx.Module):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class BERT4RecConfig:
     """Bidirectional transformer encoder with learned positions: every position attends to
-    every item of the window. Train it with ``[task] type = "masked_item"`` (the Cloze task);
-    next-item training would show each position its own target, so ``next_item`` refuses it.
+    every item of the window. Train it with ``[task] type = "masked_item"`` (the Cloze task).
+    Next-item training would show each position its own target, so ``next_item`` takes it only
+    with ``train.stride = 1`` (a window per prefix, trained at its last position): a way to
+    fine-tune a masked-item run with the state read at the last history item.
 
     ``inner``: feed-forward width (0 = 4 x model.dim).
     ``output_transform``: the paper's dense + GELU + layer norm over the encoder's output before
