@@ -151,7 +151,8 @@ def test_next_item_refuses_a_bidirectional_encoder_unless_stride_is_one():
 def test_stride_one_windows_train_their_last_position_only():
     """What lets a bidirectional encoder train on next items: a window's target at position t
     is its input at t + 1, so only the last position's target is absent from the window."""
-    ds = train_dataset(_sequences(), max_len=6, batch_size=8, epochs=1, seed=0, stride=1)
+    train = _sequences()
+    ds = train_dataset(train, max_len=6, batch_size=8, epochs=1, seed=0, stride=1)
     rows = 0
     for b in ds:
         inp, tgt = b["input"], b["target"]
@@ -159,7 +160,7 @@ def test_stride_one_windows_train_their_last_position_only():
         real = inp[:, -1] > 0
         assert (tgt[real, -1] > 0).all()
         rows += int(real.sum())
-    assert rows == int(np.maximum(_sequences().lengths - 1, 0).sum())
+    assert rows == int(np.maximum(train.lengths - 1, 0).sum())
 
 
 def test_bert4rec_fine_tunes_on_next_items_from_a_masked_item_run(tiny_overrides, tmp_path):
