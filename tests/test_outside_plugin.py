@@ -5,24 +5,66 @@ import operator
 import os
 import subprocess
 import sys
+import sysconfig
+import tomllib
 import venv
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, TINY
 
-pytestmark = pytest.mark.slow
-
 EXAMPLE = ROOT / "docs" / "examples" / "rectk-decay-encoder"
 
 
-def test_example_plugin_package_installs_and_runs(tmp_path):
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)
+def _nested_env(env_dir):
+    """A virtual environment that sees this test's environment, not the base interpreter's.
+
+    ``system_site_packages=True`` would expose the *base* interpreter's site-packages (on a
+    fresh Python 3.11, setuptools 65.5), not those of the environment running the tests. So the
+    nested environment has no packages of its own (not even pip), and a ``.pth`` file adds this
+    environment's site directories, whose own ``.pth`` files (rectk's editable install) run too.
+    """
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(env_dir)
     py = env_dir / "bin" / "python"
+    nested = subprocess.run(
+        [py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    outer = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    lines = [f"import site; site.addsitedir({d!r})" for d in outer]
+    (Path(nested) / "_rectk_outer_env.pth").write_text("\n".join(lines) + "\n")
+    return py
+
+
+def test_nested_env_builds_with_this_environments_setuptools(tmp_path):
+    """The check that catches a build back end taken from the base interpreter: the example's
+    build requirement must be met by the setuptools the nested environment imports, and that
+    setuptools must be this environment's."""
+    py = _nested_env(tmp_path / "venv")
+    probe = subprocess.run(
+        [py, "-c", "import setuptools; print(setuptools.__version__); print(setuptools.__file__)"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    import setuptools
+
+    assert probe == [setuptools.__version__, setuptools.__file__]
+    required = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["build-system"]["requires"]
+    need = next(r for r in required if r.startswith("setuptools"))
+    minimum = tuple(int(x) for x in need.split(">=")[1].split("."))
+    have = tuple(int(x) for x in setuptools.__version__.split(".")[: len(minimum)])
+    assert have >= minimum, f"{need} needed to build the example; this environment has {probe[0]}"
+
+
+@pytest.mark.slow
+def test_example_plugin_package_installs_and_runs(tmp_path):
+    py = _nested_env(tmp_path / "venv")
     # A plain install, no build isolation: the build back end comes from the outer environment.
-    build = tmp_path / "build"
-    subprocess.run(
+    built = subprocess.run(
         [
             py,
             "-m",
@@ -34,13 +76,12 @@ def test_example_plugin_package_installs_and_runs(tmp_path):
             "-q",
             str(EXAMPLE),
         ],
-        check=True,
         capture_output=True,
         text=True,
         cwd=tmp_path,
         env={**os.environ, "TMPDIR": str(tmp_path)},
     )
-    del build
+    assert built.returncode == 0, built.stderr[-3000:]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     listed = subprocess.run(
         [py, "-m", "rectk.cli", "plugins"], capture_output=True, text=True, env=env, cwd=ROOT
