@@ -1,6 +1,26 @@
-"""The RecBole half of ``benchmarks/vs_recbole.py``; runs in the RecBole virtual environment.
+"""The RecBole half of ``benchmarks/vs_recbole.py``: its virtual environment, its process, its results.
+
+Two parts. In the calling process (rectk's environment), ``run_recbole`` creates RecBole's
+virtual environment on first use (``recbole_python``) and runs this file there, under
+``_measure.Watch``, then reads what it left. In the RecBole environment, ``main`` trains and
+tests RecBole:
 
     .bench-venvs/recbole/bin/python benchmarks/_recbole_side.py ARGS_JSON
+
+The virtual environment, ``.bench-venvs/recbole``: ``python -m venv``, then ``pip install
+torch==2.13.0`` (the CPU build) first, then ``pip install recbole==1.2.1 "numpy<2" "pandas<3"``.
+Pins, and why:
+
+- ``torch==2.13.0``: the CPU wheel; installed before RecBole so that pip never resolves a CUDA build.
+- ``numpy<2``: RecBole's ``Config.compatibility_settings`` assigns ``np.float = np.float_`` and
+  other aliases that numpy 2 removed, so ``Config(...)`` fails on numpy 2.
+- ``pandas<3``: under pandas 3's copy-on-write, RecBole's ``feat[field].fillna(..., inplace=True)``
+  (``Dataset._fill_nan``) silently does nothing and warns.
+- not a pin: since torch 2.6, ``torch.load`` defaults to ``weights_only=True`` and refuses RecBole's
+  checkpoints (they pickle the config), so ``main`` loads the best checkpoint itself with
+  ``weights_only=False`` and calls ``Trainer.evaluate(load_best_model=False)``.
+- ``recbole==1.2.1`` pulls ``ray<=2.6.3``; only ``recbole.quick_start`` imports it, and this
+  benchmark does not.
 
 ``ARGS_JSON`` names the data, the output folder and the protocol (see ``vs_recbole.py``). The
 process runs in the output folder (RecBole writes ``log/``, ``log_tensorboard/`` and checkpoints
@@ -23,17 +43,125 @@ Two things are changed in RecBole, both reported in ``results.json``:
    caller checks it).
 2. Autograd anomaly detection, which ``recbole.model.sequential_recommender.sine`` switches on
    for the whole process when the model package is imported, is switched off again.
-
-The best checkpoint is loaded here with ``torch.load(..., weights_only=False)`` (RecBole's own
-``Trainer.evaluate(load_best_model=True)`` fails under torch >= 2.6), then tested.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+# Standard library only at import time: this file also runs in RecBole's environment.
+from _measure import fail, launch, load_average, median_gap
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / ".bench-venvs" / "recbole"
+WORKER = Path(__file__).resolve()  # this file, run in the venv
+TORCH_REQUIREMENT = "torch==2.13.0"
+RECBOLE_REQUIREMENTS = ["recbole==1.2.1", "numpy<2", "pandas<3"]
+
+
+# ---------------------------------------------------------------------------------------------
+# In the calling process: the environment, the run, its results
+# ---------------------------------------------------------------------------------------------
+
+
+def recbole_python() -> Path:
+    """The RecBole venv's interpreter, creating the venv on first use."""
+    python = VENV / "bin" / "python"
+    check = [
+        str(python),
+        "-c",
+        "import recbole, torch, numpy, pandas; assert numpy.__version__ < '2'",
+    ]
+    if python.is_file() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    print(
+        f"creating {VENV.relative_to(ROOT)}: {TORCH_REQUIREMENT}, then "
+        f"{' '.join(RECBOLE_REQUIREMENTS)} ...",
+        flush=True,
+    )
+    VENV.parent.mkdir(parents=True, exist_ok=True)
+    (VENV.parent / ".gitignore").write_text("*\n")  # keep the venvs out of git
+    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, TORCH_REQUIREMENT], check=True)  # the CPU build, before anything else
+    subprocess.run([*pip, TORCH_REQUIREMENT, *RECBOLE_REQUIREMENTS], check=True)
+    return python
+
+
+def run_recbole(
+    runs: Path,
+    data_path: Path,
+    dataset: str,
+    protocol: dict,
+    seed: int,
+    metrics: tuple[str, ...],
+    eval_repeats: int = 0,
+) -> dict:
+    """Trains and tests RecBole's SASRec under ``protocol`` (which includes ``max_epochs`` and
+    ``stopping_step``) in ``runs/recbole``; returns the keys ``_rectk_side.run_rectk`` returns,
+    and what RecBole's side reports about itself (versions, threads, what it switched)."""
+    python = recbole_python()
+    out = runs / "recbole"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    args = {
+        "out": str(out),
+        "data_path": str(data_path),
+        "dataset": dataset,
+        "seed": seed,
+        "protocol": protocol,
+        "eval_repeats": eval_repeats,
+    }
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    log = runs / "recbole.log"
+    load0 = load_average()
+    rc, t0, watch = launch([str(python), str(WORKER), json.dumps(args)], log, cwd=out, env=env)
+    if rc != 0:
+        raise fail("RecBole", log)
+    res = json.loads((out / "results.json").read_text())
+    events = [json.loads(ln) for ln in (out / "events.jsonl").read_text().splitlines() if ln]
+    return {
+        "test": {m: res["test"][m] for m in metrics},
+        "valid_best": {m: res["valid"].get(m) for m in metrics},
+        "epochs_run": res["epochs_run"],
+        "steps_per_epoch": res["steps_per_epoch"],
+        "best_epoch": res["best_epoch"],
+        "stopped": "early_stopping" if res["epochs_run"] < protocol["max_epochs"] else "steps",
+        "epoch_median_s": statistics.median(res["epoch_seconds"]),
+        "epoch_cycle_median_s": median_gap([e["time"] for e in events]),
+        "to_best_s": res["best_time"] - t0 if res["best_time"] else None,
+        "valid_curve": [[e["time"] - t0, e["valid"]["ndcg@10"]] for e in events],
+        "test_eval_s": res["test_eval_seconds"],
+        "test_eval_compile_s": 0.0,
+        "test_eval_median_s": (
+            statistics.median(res["test_eval_repeat_seconds"])
+            if res.get("test_eval_repeat_seconds")
+            else None
+        ),
+        "peak_rss_mib": watch.peak_rss / 2**20,
+        "process_s": time.time() - t0,
+        "load_average": [load0, load_average()],
+        "log": str(log),
+        "versions": res["versions"],
+        "torch_threads": res["torch_threads"],
+        "anomaly_detection": res["anomaly_detection"],
+        "time_order_fix": res["time_order_fix"],
+        "data": res["data"],
+        "split_file": str(out / "split.json"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# In RecBole's environment
+# ---------------------------------------------------------------------------------------------
 
 
 def keep_exact_time_order(dataset_cls, stats: dict) -> None:

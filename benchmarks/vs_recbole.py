@@ -3,26 +3,14 @@
     python benchmarks/vs_recbole.py --json results/vs_recbole.json
     python benchmarks/vs_recbole.py --max-epochs 2          # a quick check that everything runs
     python benchmarks/vs_recbole.py --only rectk
+    python benchmarks/vs_recbole.py --only rectk --max-epochs 1 --eval-repeats 0 --runs /tmp/vsr
+                                                            # a smoke test without RecBole
 
 Both libraries read the RecBole atomic files in ``../shared/data/ml-100k`` and run, one after the
 other, each in its own process: rectk through ``python -m rectk.cli train`` (into
 ``runs/vs_recbole/rectk_sasrec``), RecBole through ``benchmarks/_recbole_side.py`` in its own
-virtual environment (``.bench-venvs/recbole``, created on first use: ``python -m venv``, then
-``pip install torch==2.13.0`` (the CPU build) first, then ``pip install recbole==1.2.1 "numpy<2"
-"pandas<3"``).
-
-Pins, and why:
-
-- ``torch==2.13.0``: the CPU wheel; installed before RecBole so that pip never resolves a CUDA build.
-- ``numpy<2``: RecBole's ``Config.compatibility_settings`` assigns ``np.float = np.float_`` and
-  other aliases that numpy 2 removed, so ``Config(...)`` fails on numpy 2 (1.26.4 installed).
-- ``pandas<3``: under pandas 3's copy-on-write, RecBole's ``feat[field].fillna(..., inplace=True)``
-  (``Dataset._fill_nan``) silently does nothing and warns; 2.3.3 installed.
-- not a pin: since torch 2.6, ``torch.load`` defaults to ``weights_only=True`` and refuses RecBole's
-  checkpoints (they pickle the config), so the RecBole side loads the best checkpoint itself with
-  ``weights_only=False`` and calls ``Trainer.evaluate(load_best_model=False)``.
-- ``recbole==1.2.1`` pulls ``ray<=2.6.3`` (2.6.3 installed); only ``recbole.quick_start`` imports
-  it, and this benchmark does not.
+virtual environment (``.bench-venvs/recbole``, created on first use; see ``_recbole_side.py``
+for what it installs and why).
 
 The protocol, the same in both:
 
@@ -66,8 +54,8 @@ validation, measured the same way for both); wall time from the start of the pro
 of the best epoch's validation (imports, data loading and compilation included); seconds of the
 test evaluation (full ranking; rectk's as its ``results.json`` has it, and how much of that was
 an XLA compilation, read from the ``JAX_LOG_COMPILES`` log); the median of ``--eval-repeats``
-further test evaluations, since one pass of a few hundredths of a second moves by a fifth
-between runs (RecBole: ``Trainer.evaluate`` again on the best model, in its process; rectk:
+further test evaluations, since a single pass of a few hundredths of a second varies from run
+to run (RecBole: ``Trainer.evaluate`` again on the best model, in its process; rectk:
 ``benchmarks/eval_speed.py --only-rectk`` in a process of its own, with the same recipe
 overrides and device count, after a pass that compiles; its weights are the initial ones, which
 cost the same arithmetic); peak resident memory of the process tree (psutil, sampled every
@@ -76,40 +64,32 @@ cost the same arithmetic); peak resident memory of the process tree (psutil, sam
 Same targets, and about as many per update: ``batch 256`` is 256 single-target prefixes in
 RecBole (380 optimiser steps per epoch on ml-100k), and in rectk as many windows as carry 256
 targets, ``ceil(256 / stride)``: 26 windows of up to 10 targets at the default stride (390
-steps per epoch). ``--rectk-batch N`` sets the windows per update instead; the runs before this
-option trained 256 windows (2,560 targets) per update, 40 steps per epoch, and validated
-lower (see docs/benchmarks.md).
+steps per epoch). ``--rectk-batch N`` sets the windows per update instead (256 windows, 2,560
+targets per update, validated lower: docs/notes/2026-11-30-vs-recbole-seeds.md).
+
+Files: this driver (the protocol, the command line, the table and the JSON);
+``_rectk_side.py`` and ``_recbole_side.py`` (each library's run, results under the same keys;
+RecBole's virtual environment and its pins are in the latter); ``_measure.py`` (timers, peak
+memory, load average, medians, time to a level, the ratio table, JSON), shared with any other
+comparison script.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import itertools
 import json
-import os
-import platform
-import re
-import shutil
-import statistics
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
-import psutil
+import _measure
+from _recbole_side import run_recbole
+from _rectk_side import rectk_split, run_rectk
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV = ROOT / ".bench-venvs" / "recbole"
 DATA = ROOT.parent / "shared" / "data"
 DATASET = "ml-100k"
 RECIPE = ROOT / "recipes" / "ml100k_sasrec.toml"
-TORCH_REQUIREMENT = "torch==2.13.0"
-RECBOLE_REQUIREMENTS = ["recbole==1.2.1", "numpy<2", "pandas<3"]
-WORKER = Path(__file__).resolve().parent / "_recbole_side.py"
+RUN_NAME = "rectk_sasrec"
 METRICS = ("recall@10", "ndcg@10", "mrr@10")
-RANKS_COMPILED = r"Finished XLA compilation of jit\(model_ranks\) in ([0-9.]+) sec"
 
 STRIDE = 10  # rectk's train.stride here; see the module docstring
 
@@ -128,86 +108,18 @@ PROTOCOL = {
 
 
 # ---------------------------------------------------------------------------------------------
-# Measuring a process from outside: peak RSS of its tree, and when lines appear in a log file.
-# ---------------------------------------------------------------------------------------------
-
-
-class Watch(threading.Thread):
-    """Samples the RSS of ``pid`` and its children; stamps new lines of ``jsonl`` on arrival."""
-
-    def __init__(self, pid: int, jsonl: Path | None = None, every: float = 0.05):
-        super().__init__(daemon=True)
-        self.proc = psutil.Process(pid)
-        self.jsonl, self.every = jsonl, every
-        self.peak_rss = 0
-        self.lines: list[tuple[float, dict]] = []
-        self._offset = 0
-        self._halt = threading.Event()
-
-    def _rss(self) -> int:
-        total = 0
-        try:
-            procs = [self.proc, *self.proc.children(recursive=True)]
-        except psutil.Error:
-            return 0
-        for p in procs:
-            with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
-        return total
-
-    def _read_lines(self) -> None:
-        if self.jsonl is None or not self.jsonl.exists():
-            return
-        with self.jsonl.open() as f:
-            f.seek(self._offset)
-            chunk = f.read()
-        complete = chunk[: chunk.rfind("\n") + 1]
-        self._offset += len(complete.encode())
-        now = time.time()
-        self.lines += [(now, json.loads(ln)) for ln in complete.splitlines() if ln.strip()]
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            self.peak_rss = max(self.peak_rss, self._rss())
-            self._read_lines()
-            self._halt.wait(self.every)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join()
-        self._read_lines()
-
-
-def _launch(cmd: list[str], log: Path, *, cwd: Path, env=None, jsonl: Path | None = None):
-    """Runs ``cmd`` to its end under a ``Watch``; returns (return code, start time, watch)."""
-    with log.open("w") as out:
-        t0 = time.time()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
-        watch = Watch(proc.pid, jsonl)
-        watch.start()
-        rc = proc.wait()
-        watch.stop()
-    return rc, t0, watch
-
-
-def _fail(name: str, log: Path) -> SystemExit:
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-    return SystemExit(f"{name} failed (log: {log}):\n{tail}")
-
-
-def _load() -> float:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-
-
-# ---------------------------------------------------------------------------------------------
-# rectk
+# rectk's settings under the protocol
 # ---------------------------------------------------------------------------------------------
 
 
 def rectk_batch(stride: int) -> int:
     """rectk's windows per update that carry ``batch_size`` targets, as RecBole's batch of
     single-target prefixes does: a window trains its last ``stride`` targets (all ``max_len``
-    positions where ``stride`` is 0 or at least ``max_len``)."""
+    positions where ``stride`` is 0 or at least ``max_len``).
+
+    >>> rectk_batch(10), rectk_batch(1), rectk_batch(50)
+    (26, 256, 6)
+    """
     per_window = stride if 0 < stride < PROTOCOL["max_len"] else PROTOCOL["max_len"]
     return -(-PROTOCOL["batch_size"] // per_window)
 
@@ -219,7 +131,7 @@ def rectk_overrides(
     p = PROTOCOL
     sets = {
         "run_dir": f'"{runs}"',
-        "name": '"rectk_sasrec"',
+        "name": f'"{RUN_NAME}"',
         "seed": seed,
         "data.path": f'"{DATA / DATASET / (DATASET + ".inter")}"',
         "split.type": '"leave_last_out"',
@@ -255,206 +167,9 @@ def rectk_overrides(
     return [f"{k}={v}" for k, v in sets.items()]
 
 
-def rectk_split(sets: list[str]) -> tuple[dict, dict]:
-    """rectk's validation and test examples (raw ids) and the data counts, without training."""
-    import numpy as np
-
-    sys.path.insert(0, str(ROOT))
-    from rectk import recipe as recipe_lib
-    from rectk.run import prepare
-
-    cfg = recipe_lib.load(RECIPE, sets).config
-    data, sp = prepare(cfg)
-    inter = data.interactions
-
-    def examples(es) -> dict:
-        return {
-            "user": [inter.user_ids[u - 1] for u in es.user],
-            "target": [inter.item_ids[i - 1] for i in es.target],
-            "hist_len": es.hist.lengths.tolist(),
-        }
-
-    counts = {
-        "users": int(inter.num_users),
-        "items": int(inter.num_items),
-        "interactions": len(inter),
-        "train_targets": int(np.maximum(sp.train.lengths - 1, 0).sum()),
-        "valid_targets": len(sp.valid),
-        "test_targets": len(sp.test),
-        "valid_users": len(set(sp.valid.user.tolist())),
-        "test_users": len(set(sp.test.user.tolist())),
-    }
-    return {"valid": examples(sp.valid), "test": examples(sp.test)}, counts
-
-
-def rectk_eval_median(runs: Path, sets: list[str], cpu_devices: int, repeats: int) -> float:
-    """Median seconds of ``repeats`` test evaluations with the run's recipe, by eval_speed.py."""
-    out = runs / "rectk_eval_speed.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "eval_speed.py"), str(RECIPE)]
-    cmd += ["--only-rectk", "--repeats", str(repeats), "--cpu-devices", str(cpu_devices)]
-    cmd += ["--json", str(out)]
-    for s in sets:
-        cmd += ["--set", s]
-    log = runs / "rectk_eval_speed.log"
-    with open(log, "w") as f:
-        if subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode:
-            raise _fail("rectk eval_speed", log)
-    return float(json.loads(out.read_text())["rows"][0]["median_s"])
-
-
-def run_rectk(runs: Path, sets: list[str], cpu_devices: int = 0, eval_repeats: int = 0) -> dict:
-    rd = runs / "rectk_sasrec"
-    shutil.rmtree(rd, ignore_errors=True)  # rectk resumes an existing run directory
-    cmd = [sys.executable, "-m", "rectk.cli", "--cpu-devices", str(cpu_devices), "train"]
-    cmd += [str(RECIPE), "--no-progress"]
-    for s in sets:
-        cmd += ["--set", s]
-    log = runs / "rectk.log"
-    load0 = _load()
-    # JAX logs each compilation, so the table can say how much of the test evaluation was one.
-    env = dict(os.environ, JAX_LOG_COMPILES="1")
-    rc, t0, watch = _launch(cmd, log, cwd=ROOT, env=env, jsonl=rd / "metrics.jsonl")
-    if rc != 0:
-        raise _fail("rectk", log)
-    ranks_compiles = [float(m) for m in re.findall(RANKS_COMPILED, log.read_text(errors="replace"))]
-    res = json.loads((rd / "results.json").read_text())
-    n_test_compiles = int(res["seconds"].get("test_eval_compilations", 0))
-    valids = [(t, row) for t, row in watch.lines if any(k.startswith("valid/") for k in row)]
-    steps = [row["step"] for _, row in valids]
-    best = res["best_step"]
-    best_epoch = steps.index(best) + 1 if best in steps else None
-    stamps = [t for t, _ in valids]
-    return {
-        "test": {m: res["test"]["model"][m] for m in METRICS},
-        "valid_best": {m: res["valid"].get(m) for m in METRICS},
-        "epochs_run": len(valids),
-        "steps_per_epoch": steps[0] if steps else None,
-        "best_epoch": best_epoch,
-        "stopped": res["stopped"],
-        "epoch_median_s": res["seconds"]["epoch_median"],
-        "epoch_cycle_median_s": _median_gap(stamps),
-        "to_best_s": stamps[best_epoch - 1] - t0 if best_epoch else None,
-        "valid_curve": [[t - t0, row["valid/ndcg@10"]] for t, row in valids],
-        "test_eval_s": res["seconds"]["test_eval"],
-        # the test evaluation compiles only batch shapes validation did not (the last ones)
-        "test_eval_compile_s": sum(ranks_compiles[len(ranks_compiles) - n_test_compiles :]),
-        "test_eval_median_s": (
-            rectk_eval_median(runs, sets, cpu_devices, eval_repeats) if eval_repeats else None
-        ),
-        "peak_rss_mib": watch.peak_rss / 2**20,
-        "process_s": time.time() - t0,
-        "load_average": [load0, _load()],
-        "log": str(log),
-    }
-
-
-def time_to_reach(curve: list[list[float]], level: float) -> float | None:
-    """Seconds from the process start to the first validation NDCG@10 of at least ``level``
-    (``curve``: ``[seconds, ndcg]`` per validation, in order), or None if none reaches it.
-
-    >>> time_to_reach([[10.0, 0.05], [20.0, 0.07], [30.0, 0.06]], 0.06)
-    20.0
-    """
-    return next((t for t, v in curve if v >= level), None)
-
-
-def add_time_to_common_level(results: dict) -> None:
-    """Each library's time to the lower of the two best validation NDCG@10: when one library
-    peaks early at a lower level, time to its own best compares unequal targets."""
-    if len(results) != 2:
-        return
-    level = min(r["valid_best"]["ndcg@10"] for r in results.values())
-    for r in results.values():
-        r["to_common_level_s"] = time_to_reach(r["valid_curve"], level - 1e-12)
-
-
-def _median_gap(stamps: list[float]) -> float | None:
-    gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    return statistics.median(gaps) if gaps else None
-
-
 # ---------------------------------------------------------------------------------------------
-# RecBole
+# The comparison: the split check and the table
 # ---------------------------------------------------------------------------------------------
-
-
-def recbole_python() -> Path:
-    """The RecBole venv's interpreter, creating the venv on first use."""
-    python = VENV / "bin" / "python"
-    check = [
-        str(python),
-        "-c",
-        "import recbole, torch, numpy, pandas; assert numpy.__version__ < '2'",
-    ]
-    if python.is_file() and subprocess.run(check, capture_output=True).returncode == 0:
-        return python
-    print(
-        f"creating {VENV.relative_to(ROOT)}: {TORCH_REQUIREMENT}, then "
-        f"{' '.join(RECBOLE_REQUIREMENTS)} ...",
-        flush=True,
-    )
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    (VENV.parent / ".gitignore").write_text("*\n")  # keep the venvs out of git
-    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, TORCH_REQUIREMENT], check=True)  # the CPU build, before anything else
-    subprocess.run([*pip, TORCH_REQUIREMENT, *RECBOLE_REQUIREMENTS], check=True)
-    return python
-
-
-def run_recbole(
-    runs: Path, max_epochs: int, patience: int, seed: int, eval_repeats: int = 0
-) -> dict:
-    python = recbole_python()
-    out = runs / "recbole"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    args = {
-        "out": str(out),
-        "data_path": str(DATA),
-        "dataset": DATASET,
-        "seed": seed,
-        "protocol": {**PROTOCOL, "max_epochs": max_epochs, "stopping_step": patience - 1},
-        "eval_repeats": eval_repeats,
-    }
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
-    log = runs / "recbole.log"
-    load0 = _load()
-    rc, t0, watch = _launch([str(python), str(WORKER), json.dumps(args)], log, cwd=out, env=env)
-    if rc != 0:
-        raise _fail("RecBole", log)
-    res = json.loads((out / "results.json").read_text())
-    events = [json.loads(ln) for ln in (out / "events.jsonl").read_text().splitlines() if ln]
-    return {
-        "test": {m: res["test"][m] for m in METRICS},
-        "valid_best": {m: res["valid"].get(m) for m in METRICS},
-        "epochs_run": res["epochs_run"],
-        "steps_per_epoch": res["steps_per_epoch"],
-        "best_epoch": res["best_epoch"],
-        "stopped": "early_stopping" if res["epochs_run"] < max_epochs else "steps",
-        "epoch_median_s": statistics.median(res["epoch_seconds"]),
-        "epoch_cycle_median_s": _median_gap([e["time"] for e in events]),
-        "to_best_s": res["best_time"] - t0 if res["best_time"] else None,
-        "valid_curve": [[e["time"] - t0, e["valid"]["ndcg@10"]] for e in events],
-        "test_eval_s": res["test_eval_seconds"],
-        "test_eval_compile_s": 0.0,
-        "test_eval_median_s": (
-            statistics.median(res["test_eval_repeat_seconds"])
-            if res.get("test_eval_repeat_seconds")
-            else None
-        ),
-        "peak_rss_mib": watch.peak_rss / 2**20,
-        "process_s": time.time() - t0,
-        "load_average": [load0, _load()],
-        "log": str(log),
-        "versions": res["versions"],
-        "torch_threads": res["torch_threads"],
-        "anomaly_detection": res["anomaly_detection"],
-        "time_order_fix": res["time_order_fix"],
-        "data": res["data"],
-        "split_file": str(out / "split.json"),
-    }
 
 
 def compare_splits(a: dict, b: dict) -> dict:
@@ -471,10 +186,6 @@ def compare_splits(a: dict, b: dict) -> dict:
     out["identical"] = all(out[p]["differing"] == 0 for p in ("valid", "test"))
     return out
 
-
-# ---------------------------------------------------------------------------------------------
-# The table
-# ---------------------------------------------------------------------------------------------
 
 ROWS = [
     ("test Recall@10", lambda r: r["test"]["recall@10"], "{:.4f}"),
@@ -494,27 +205,6 @@ ROWS = [
     ("peak RSS MiB (process tree)", lambda r: r["peak_rss_mib"], "{:.0f}"),
     ("process wall s", lambda r: r["process_s"], "{:.1f}"),
 ]
-
-
-def table(results: dict) -> tuple[str, dict]:
-    names = list(results)
-    width = max(len(r[0]) for r in ROWS) + 2
-    lines = [
-        "".ljust(width)
-        + "".join(n.rjust(12) for n in names)
-        + ("rectk/RecBole".rjust(15) if len(names) == 2 else "")
-    ]
-    ratios = {}
-    for label, get, fmt in ROWS:
-        vals = [get(results[n]) for n in names]
-        line = label.ljust(width) + "".join(
-            ("-" if v is None else fmt.format(v)).rjust(12) for v in vals
-        )
-        if len(names) == 2 and None not in vals and vals[1]:
-            ratios[label] = vals[0] / vals[1]
-            line += f"{ratios[label]:15.2f}"
-        lines.append(line)
-    return "\n".join(lines), ratios
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -581,20 +271,22 @@ def main(argv: list[str] | None = None) -> int:
             "rectk_cpu_devices": args.rectk_cpu_devices,
             "eval_repeats": args.eval_repeats,
         },
-        "cpu_count": os.cpu_count(),
-        "machine": platform.platform(),
+        **_measure.machine(),  # cpu_count, machine
         "rectk_overrides": sets,
     }
     rectk_examples = None
     if args.only != "recbole":
-        rectk_examples, counts = rectk_split(sets)
+        rectk_examples, counts = rectk_split(RECIPE, sets)
         report["rectk_data"] = counts
         print(f"rectk data: {counts}", flush=True)
         print(f"running rectk (log {args.runs / 'rectk.log'}) ...", flush=True)
-        results["rectk"] = run_rectk(args.runs, sets, args.rectk_cpu_devices, args.eval_repeats)
+        results["rectk"] = run_rectk(
+            RECIPE, args.runs, RUN_NAME, sets, METRICS, args.rectk_cpu_devices, args.eval_repeats
+        )
     if args.only != "rectk":
         print(f"running RecBole (log {args.runs / 'recbole.log'}) ...", flush=True)
-        rb = run_recbole(args.runs, args.max_epochs, args.patience, args.seed, args.eval_repeats)
+        protocol = {**PROTOCOL, "max_epochs": args.max_epochs, "stopping_step": args.patience - 1}
+        rb = run_recbole(args.runs, DATA, DATASET, protocol, args.seed, METRICS, args.eval_repeats)
         results["RecBole"] = rb
         print(
             f"RecBole {rb['versions']['recbole']}, torch {rb['versions']['torch']} "
@@ -623,18 +315,15 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
 
-    add_time_to_common_level(results)
-    text, ratios = table(results)
-    loads = [x for r in results.values() for x in r["load_average"]]
+    _measure.add_time_to_common_level(results, "ndcg@10")
+    text, ratios = _measure.comparison_table(results, ROWS)
     print(
-        f"\n{os.cpu_count()} CPUs; 1-min load average {min(loads):.1f}-{max(loads):.1f} during "
+        f"\n{report['cpu_count']} CPUs; 1-min load average {_measure.load_range(results)} during "
         f"the runs (at the start and end of each).\n"
     )
     print(text)
     report.update(results=results, ratios_rectk_over_recbole=ratios)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+    _measure.write_json(args.json, report)
     return 0
 
 
