@@ -1,4 +1,4 @@
-"""Reading course catalogues and prerequisite edges (rectk.data.catalogue_io)."""
+"""Reading course catalogues and prerequisite edges (rectk_plugins.datasets.university)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rectk.data.catalogue_io import read_course_catalogue, read_prerequisites, split_title
 from rectk.errors import DataError
+from rectk_plugins.datasets.university import read_course_catalogue, read_prerequisites, split_title
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLED = ROOT / "plugins" / "datasets" / "university_courses"
+BUNDLED = ROOT / "plugins" / "datasets" / "university" / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "university-courses"
 
 NUM_COURSES = 654
@@ -104,7 +104,7 @@ def test_small_catalogue_with_unknown_and_repeated_edges(tmp_path, caplog):
         "e.csv",
         "u_201,u_101\nu_301,u_201\nu_301,nowhere_1\nghost_9,u_101\nu_201,u_101\nu_101,u_101\n",
     )
-    with caplog.at_level(logging.WARNING, logger="rectk.data.catalogue_io"):
+    with caplog.at_level(logging.WARNING, logger="rectk_plugins.datasets.university.catalogue_io"):
         cat = read_course_catalogue(courses, edges)
     assert cat.item_ids == ("u_101", "u_201", "u_301")
     assert cat.titles == ("Intro", "Next", "Last")

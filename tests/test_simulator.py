@@ -1,10 +1,11 @@
-"""The learner simulator (rectk.data.simulator) and the university_courses data set."""
+"""The learner simulator and the university_courses data set (rectk_plugins.datasets.university)."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
-import importlib
-import sys
+import inspect
+import re
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -12,19 +13,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rectk.data.catalogue_io import read_course_catalogue
-from rectk.data.simulator import (
-    LearnerSimulator,
-    SimulatorConfig,
-    course_group,
-    course_levels,
-    parse_course_level,
-)
 from rectk.data.types import Catalogue, Dataset, Interactions
 from rectk.errors import RecipeError
+from rectk_plugins.datasets.university import (
+    LearnerSimulator,
+    SimulatorConfig,
+    UniversityCourses,
+    choice_probabilities,
+    course_group,
+    course_levels,
+    load_university_courses,
+    parse_course_level,
+    path_log_probability,
+    read_course_catalogue,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLED = ROOT / "plugins" / "datasets" / "university_courses"
+BUNDLED = ROOT / "plugins" / "datasets" / "university" / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "university-courses"
 
 
@@ -273,6 +278,7 @@ def test_choice_probabilities_batch(default_run):
     taken[:, 1:40] = True
     probs = sim.choice_probabilities(first, taken)
     assert probs.shape == (8, v)
+    np.testing.assert_array_equal(choice_probabilities(sim, first, taken), probs)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0)
     assert np.all(probs[:, 0] == 0) and np.all(probs[taken] == 0)
     assert np.all(probs >= 0)
@@ -316,6 +322,14 @@ def test_path_log_probability(catalogue):
     state = sim.initial_state(group="cmu")
     good = [idx["cmu_15-112"], idx["cmu_15-122"]]
     assert np.isfinite(sim.path_log_probability(state, good))
+    assert path_log_probability(sim, state, good) == sim.path_log_probability(state, good)
+    # The sum of each step's log-probability under the choice model, the state advancing.
+    taken = np.zeros(sim.num_items + 1, bool)
+    first = choice_probabilities(sim, state, taken)[good[0]]
+    taken[good[0]] = True
+    second = choice_probabilities(sim, sim.advance(state, [good[0]]), taken)[good[1]]
+    assert path_log_probability(sim, state, good) == pytest.approx(np.log(first * second))
+    assert path_log_probability(sim, state, [good[0], good[0]]) == float("-inf")
     assert sim.path_log_probability(state, good[::-1]) == float("-inf")
     assert sim.path_log_probability(state, []) == 0.0
 
@@ -361,32 +375,29 @@ def test_unknown_group_is_a_recipe_error(default_run):
         sim.initial_state(group="hogwarts")
 
 
+def test_docs_show_the_config_defaults():
+    """docs/simulator.md's parameter table, the loader and the recipe plugin: one set of values."""
+    text = (ROOT / "docs" / "simulator.md").read_text()
+    table = text.split("## Parameters and defaults", 1)[1].split("\n\n## ", 1)[0]
+    shown = {
+        m.group(1): ast.literal_eval(m.group(2))
+        for m in re.finditer(r"^\| `(\w+)` \| ([^|]+?) \|", table, re.M)
+    }
+    want = {f.name: f.default for f in dataclasses.fields(SimulatorConfig)}
+    assert shown == want
+    plugin = {f.name: f.default for f in dataclasses.fields(UniversityCourses)}
+    loader = inspect.signature(load_university_courses).parameters
+    assert {k: p.default for k, p in loader.items()} == plugin
+    assert plugin == {k: want[k] for k in plugin}
+
+
 # ----------------------------------------------------------------------------------------------
 # The data-set function
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def university_module(tmp_path_factory):
-    """``rectk_plugins.datasets.university``, from the install or from the source tree."""
-    try:
-        yield importlib.import_module("rectk_plugins.datasets.university")
-        return
-    except ModuleNotFoundError:
-        pass
-    link_dir = tmp_path_factory.mktemp("plugins_link")
-    (link_dir / "rectk_plugins").symlink_to(ROOT / "plugins", target_is_directory=True)
-    sys.path.insert(0, str(link_dir))
-    try:
-        yield importlib.import_module("rectk_plugins.datasets.university")
-    finally:
-        sys.path.remove(str(link_dir))
-        for name in [n for n in sys.modules if n.split(".")[0] == "rectk_plugins"]:
-            del sys.modules[name]
-
-
-def test_load_university_courses(university_module, default_run):
-    data = university_module.load_university_courses(num_learners=200, seed=5, max_courses=12)
+def test_load_university_courses(default_run):
+    data = load_university_courses(num_learners=200, seed=5, max_courses=12)
     assert isinstance(data, Dataset)
     assert data.name == "university_courses"
     assert "cs_courses.csv" in data.source and "CC BY-NC-SA 4.0" in data.source
@@ -396,11 +407,11 @@ def test_load_university_courses(university_module, default_run):
     assert inter.num_users == 200 and inter.item_ids == cat.item_ids
     lengths = np.bincount(inter.user)[1:]
     assert lengths.min() >= 6 and lengths.max() <= 12
-    again = university_module.load_university_courses(num_learners=200, seed=5, max_courses=12)
+    again = load_university_courses(num_learners=200, seed=5, max_courses=12)
     assert again.interactions.fingerprint() == inter.fingerprint()
     # The defaults are the default simulation.
     _, default_inter, _ = default_run
-    full = university_module.load_university_courses()
+    full = load_university_courses()
     assert full.interactions.fingerprint() == default_inter.fingerprint()
     with pytest.raises(RecipeError, match="max_courses"):
-        university_module.load_university_courses(min_courses=8, max_courses=4)
+        load_university_courses(min_courses=8, max_courses=4)

@@ -1,5 +1,5 @@
 """Dataset plugins: each config's ``load()`` returns a ``rectk.data.types.Dataset``."""
 
-from rectk_plugins.datasets import files, mooccube, registered_university
+from . import files, mooccube, university
 
-__all__ = ["files", "mooccube", "registered_university"]
+__all__ = ["files", "mooccube", "university"]

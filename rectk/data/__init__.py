@@ -1,1 +1,1 @@
-"""Data: containers, readers, splits, input pipelines, the learner simulator."""
+"""Data: containers, readers, splits, input pipelines."""

@@ -2,23 +2,25 @@
 
 The catalogue (654 courses of 11 U.S. universities, 861 prerequisite edges) is bundled with
 rectk: CPR-Recover data of Liang et al., EAAI 2017, under CC BY-NC-SA 4.0 (see
-``university_courses/LICENSE.md``). No public record of learners taking these courses exists, so
-the interactions come from :class:`rectk.data.simulator.LearnerSimulator` (see
-``docs/simulator.md``).
+``data/LICENSE.md``). No public record of learners taking these courses exists, so the
+interactions come from :class:`~rectk_plugins.datasets.university.simulator.LearnerSimulator`
+(see ``docs/simulator.md``).
 """
 
 from __future__ import annotations
 
 import importlib.resources
 
-from rectk.data.catalogue_io import read_course_catalogue
-from rectk.data.simulator import LearnerSimulator, SimulatorConfig
 from rectk.data.types import Dataset
+
+from .catalogue_io import read_course_catalogue
+from .simulator import LearnerSimulator
+from .simulator_config import SimulatorConfig
 
 __all__ = ["load_university_courses"]
 
-_PACKAGE = "rectk_plugins.datasets"
-_FOLDER = "university_courses"
+_PACKAGE = "rectk_plugins.datasets.university"
+_FOLDER = "data"
 
 
 def load_university_courses(
@@ -55,5 +57,5 @@ def load_university_courses(
         name="university_courses",
         interactions=interactions,
         catalogue=catalogue,
-        source=f"{source}; learners simulated by rectk.data.simulator (seed={seed})",
+        source=f"{source}; learners simulated by rectk_plugins.datasets.university (seed={seed})",
     )

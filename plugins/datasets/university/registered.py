@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 
 from rectk import registry
+from rectk.contracts import DatasetPlugin
 from rectk.data.types import Dataset
 from rectk.recipe import registered
+
+from .loader import load_university_courses
 
 
 @registered(registry.datasets, "university_courses")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class UniversityCourses:
+class UniversityCourses(DatasetPlugin):
     """654 real CS courses (title, description, 861 prerequisite edges; CC BY-NC-SA 4.0)
     bundled in the package, with learner histories from the seeded learner simulator
     (docs/simulator.md)."""
@@ -28,8 +31,6 @@ class UniversityCourses:
             raise ValueError("need 1 <= data.min_courses <= data.max_courses")
 
     def load(self) -> Dataset:
-        from rectk_plugins.datasets.university import load_university_courses
-
         return load_university_courses(
             num_learners=self.num_learners,
             seed=self.seed,
