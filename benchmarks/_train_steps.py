@@ -40,15 +40,14 @@ def train_step(recipe: str, sets: list[str], steps: int):
 
     from rectk import recipe as recipe_lib
     from rectk import steps as steps_lib
-    from rectk.run import prepare
-    from rectk.trainer import setup, train_batches
+    from rectk.setup import create_state, prepare, setup, train_batches
 
     cfg = recipe_lib.load(recipe, sets).config
     data, split = prepare(cfg)
     s = setup(cfg, data, split, shd.make_mesh(cfg.mesh.data, cfg.mesh.model))
     batches = list(itertools.islice(train_batches(s, split, epochs=1), steps or None))
     fn = steps_lib.jit_train_step(s.bound, s.state_shardings, s.batch_sharding, s.replicated)
-    return s, batches, fn, s.state, jax.random.key(cfg.seed + 1)
+    return s, batches, fn, create_state(s), jax.random.key(cfg.seed + 1)
 
 
 def seconds_per_step(s, fn, state, key, batches) -> tuple[float, float, object]:

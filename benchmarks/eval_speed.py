@@ -48,14 +48,13 @@ def main() -> None:
     from rectk import recipe as recipe_lib
     from rectk import steps
     from rectk.compiler import inference_options, no_library_dots
-    from rectk.run import prepare
-    from rectk.trainer import evaluator, setup, weights_of
+    from rectk.setup import create_state, evaluator, prepare, setup, weights_of
 
     cfg = recipe_lib.load(a.recipe, a.set).config
     data, split = prepare(cfg)
     s = setup(cfg, data, split, shd.make_mesh(cfg.mesh.data, cfg.mesh.model))
     examples = getattr(split, a.split)
-    weights = weights_of(s.state)
+    weights = weights_of(create_state(s))
 
     def ranker(options):
         f = jax.jit(

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rectk import registry
+from rectk.contracts import BuildContext, HeadPlugin
 from rectk.recipe import registered
 
 
@@ -29,6 +30,12 @@ def _dense(din: int, dout: int, axes: tuple, rngs: nnx.Rngs, *, bias: bool = Tru
     )
 
 
+def _value(param: nnx.Param | None) -> jax.Array:
+    """A parameter that this module always creates (a layer's bias, typed optional)."""
+    assert param is not None
+    return param[...]
+
+
 class DotHead(nnx.Module):
     def __call__(self, user_nd: jax.Array, items_vd: jax.Array) -> jax.Array:
         return jnp.einsum("nd,vd->nv", user_nd, items_vd)
@@ -36,11 +43,11 @@ class DotHead(nnx.Module):
 
 @registered(registry.heads, "dot")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class DotHeadConfig:
+class DotHeadConfig(HeadPlugin):
     """Inner product of the user state and the item vector."""
 
-    def build(self, *, dim: int, rngs: nnx.Rngs) -> DotHead:
-        del dim, rngs
+    def build(self, ctx: BuildContext) -> DotHead:
+        del ctx
         return DotHead()
 
 
@@ -70,7 +77,7 @@ class CosineHead(nnx.Module):
 
 @registered(registry.heads, "cosine")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class CosineHeadConfig:
+class CosineHeadConfig(HeadPlugin):
     """Cosine similarity divided by a temperature (scores lie in ``[-1/T, 1/T]``).
 
     ``learn_temperature``: learn ``log T``, starting from ``temperature``.
@@ -83,8 +90,8 @@ class CosineHeadConfig:
         if self.temperature <= 0:
             raise ValueError("head.temperature must be positive")
 
-    def build(self, *, dim: int, rngs: nnx.Rngs) -> CosineHead:
-        del dim, rngs
+    def build(self, ctx: BuildContext) -> CosineHead:
+        del ctx
         return CosineHead(temperature=self.temperature, learn=self.learn_temperature)
 
 
@@ -97,7 +104,8 @@ class BilinearHead(nnx.Module):
     def __init__(self, dim: int, *, rngs: nnx.Rngs):
         def eye(key, shape, dtype=jnp.float32):
             del key
-            return jnp.eye(*shape, dtype=dtype)
+            rows, cols = shape
+            return jnp.eye(rows, cols, dtype=dtype)
 
         init = nnx.with_partitioning(eye, ("embed", None))
         self.weight = nnx.Param(init(rngs.params(), (dim, dim)))
@@ -109,12 +117,12 @@ class BilinearHead(nnx.Module):
 
 @registered(registry.heads, "bilinear")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class BilinearHeadConfig:
+class BilinearHeadConfig(HeadPlugin):
     """``u^T W i`` with a learned ``D x D`` matrix ``W``, initialised to the identity (so it
     starts as the dot head)."""
 
-    def build(self, *, dim: int, rngs: nnx.Rngs) -> BilinearHead:
-        return BilinearHead(dim, rngs=rngs)
+    def build(self, ctx: BuildContext) -> BilinearHead:
+        return BilinearHead(ctx.dim, rngs=ctx.rngs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,8 +143,8 @@ class MLPHead(nnx.Module):
     def __call__(self, user_nd: jax.Array, items_vd: jax.Array) -> jax.Array:
         # W [u; i] + b = (W_u u + b) + W_i i: project users and items once, not every pair.
         u_nh, i_vh = self.user_in(user_nd), self.item_in(items_vd)
-        weights = [(layer.kernel[...], layer.bias[...]) for layer in self.hidden]
-        w_out_h, b_out = self.out.kernel[...][:, 0], self.out.bias[...][0]
+        weights = [(layer.kernel[...], _value(layer.bias)) for layer in self.hidden]
+        w_out_h, b_out = self.out.kernel[...][:, 0], _value(self.out.bias)[0]
 
         def block(i_ch):
             h_nch = jax.nn.relu(u_nh[:, None, :] + i_ch[None, :, :])
@@ -158,7 +166,7 @@ class MLPHead(nnx.Module):
 
 @registered(registry.heads, "mlp")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class MLPHeadConfig:
+class MLPHeadConfig(HeadPlugin):
     """An MLP over ``concat(user, item)`` (ReLU, ``layers`` hidden layers of width ``hidden``,
     0 = model.dim) to one score, as NCF's MLP.
 
@@ -176,5 +184,6 @@ class MLPHeadConfig:
         if self.layers < 1 or self.hidden < 0 or self.chunk_elements < 1:
             raise ValueError("head.layers and head.chunk_elements must be at least 1")
 
-    def build(self, *, dim: int, rngs: nnx.Rngs) -> MLPHead:
-        return MLPHead(dim, self.hidden or dim, self.layers, self.chunk_elements, rngs=rngs)
+    def build(self, ctx: BuildContext) -> MLPHead:
+        dim = ctx.dim
+        return MLPHead(dim, self.hidden or dim, self.layers, self.chunk_elements, rngs=ctx.rngs)

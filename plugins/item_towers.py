@@ -8,6 +8,7 @@ import jax
 from flax import nnx
 
 from rectk import registry
+from rectk.contracts import BuildContext, ItemTowerPlugin
 from rectk.recipe import registered
 
 
@@ -24,11 +25,10 @@ class IdTower(nnx.Module):
 
 @registered(registry.item_towers, "id")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class IdTowerConfig:
+class IdTowerConfig(ItemTowerPlugin):
     """Item-id embeddings. ``init_std``: standard deviation of the normal initialiser."""
 
     init_std: float = 0.02
 
-    def build(self, *, vocab_size: int, dim: int, catalogue, rngs: nnx.Rngs) -> IdTower:
-        del catalogue
-        return IdTower(vocab_size, dim, init_std=self.init_std, rngs=rngs)
+    def build(self, ctx: BuildContext) -> IdTower:
+        return IdTower(ctx.vocab_size, ctx.dim, init_std=self.init_std, rngs=ctx.rngs)

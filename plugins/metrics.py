@@ -1,4 +1,5 @@
-"""Ranking metrics: ``metric(ranks, k) -> per-target values`` from 0-based target ranks.
+"""Ranking metrics: ``metric(ranks, k) -> per-target values`` from 0-based target ranks
+(functions, ``rectk.contracts.Metric``).
 
 With one held-out target per learner, Recall@k equals the hit rate HR@k.
 """

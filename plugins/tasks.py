@@ -1,29 +1,32 @@
-"""Tasks: what a recipe trains and evaluates.
+"""Tasks: what a recipe trains and evaluates (``rectk.contracts.TaskPlugin``).
 
-A task may shape the training batches and the model's input (both optional, read by the trainer):
+A task may shape the training batches and the model's input, and refuse configurations it
+cannot train (each optional; the protocol's defaults do nothing):
 
 - ``train_transform(*, vocab_size) -> grain.transforms.RandomMap | None``: a seeded per-window
   map applied to every training window ``{"user", "input", "target"}`` before batching.
 - ``mask_token: bool`` (class attribute): the model learns a MASK input embedding at id
   ``vocab_size`` and reads a learner's state at a MASK appended after the history.
+- ``check(config)``: raises ``RecipeError`` for a run configuration the task cannot train.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import grain
 import numpy as np
 
 from rectk import registry
-from rectk.errors import RectkError
+from rectk.contracts import TaskPlugin
+from rectk.errors import RecipeError
 from rectk.recipe import registered
 
 
 @registered(registry.tasks, "next_item")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class NextItem:
+class NextItem(TaskPlugin):
     """Next-item (next-course) recommendation from a learner's history: train on every
     (prefix -> next item) target, evaluate by full ranking on held-out last items.
 
@@ -35,23 +38,16 @@ class NextItem:
     (``train.init_from``) on the next item (``recipes/beauty_bert4rec_finetune_last.toml``).
     """
 
-    mask_token: ClassVar[bool] = False
-
-    def train_transform(self, *, vocab_size: int) -> None:
-        del vocab_size
-
-    def run(self, recipe, *, progress: bool = True) -> dict:
-        from rectk.run import train_and_evaluate
-
-        encoder = recipe.config.model.encoder
-        if getattr(encoder, "bidirectional", False) and recipe.config.train.stride != 1:
-            raise RectkError(
+    def check(self, config: Any) -> None:
+        """Refuses a bidirectional encoder unless ``train.stride = 1``."""
+        encoder = config.model.encoder
+        if encoder.traits.bidirectional and config.train.stride != 1:
+            raise RecipeError(
                 f"encoder {type(encoder).plugin_name!r} is bidirectional: next-item training "
-                f"with train.stride = {recipe.config.train.stride} would let positions see their "
+                f"with train.stride = {config.train.stride} would let positions see their "
                 "own targets. Set train.stride = 1 (one window per prefix, trained at its last "
                 'position only), or train it with masked items: [task] type = "masked_item"'
             )
-        return train_and_evaluate(recipe, progress=progress)
 
 
 class MaskItems(grain.transforms.RandomMap):
@@ -92,7 +88,7 @@ class MaskItems(grain.transforms.RandomMap):
 
 @registered(registry.tasks, "masked_item")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class MaskedItem:
+class MaskedItem(TaskPlugin):
     """Next-item recommendation trained by masked-item prediction (BERT4Rec's Cloze task).
 
     Each training window of the learner's last ``model.max_len`` items has a ``mask_prob``
@@ -122,8 +118,3 @@ class MaskedItem:
         return MaskItems(
             mask_prob=self.mask_prob, mask_id=vocab_size, mask_last_prob=self.mask_last_prob
         )
-
-    def run(self, recipe, *, progress: bool = True) -> dict:
-        from rectk.run import train_and_evaluate
-
-        return train_and_evaluate(recipe, progress=progress)

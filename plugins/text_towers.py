@@ -24,10 +24,12 @@ import numpy as np
 from flax import nnx
 
 from rectk import registry
+from rectk.contracts import BuildContext, FreezesParams, ItemTowerPlugin
 from rectk.data.types import Catalogue
 from rectk.errors import DataError
 from rectk.recipe import registered
-from rectk_plugins.item_towers import IdTower
+
+from .item_towers import IdTower
 
 
 class TextCache(nnx.Variable):
@@ -56,7 +58,7 @@ def _frozen_embeddings(
     folder: str, texts: tuple[str, ...], max_length: int, pooling: str, batch: int
 ) -> np.ndarray:
     """Pooled text embeddings, computed once per process (eagerly, even inside a trace)."""
-    from rectk_plugins.text import encode_texts, load_bert, load_tokenizer
+    from .text import encode_texts, load_bert, load_tokenizer
 
     with jax.ensure_compile_time_eval():
         bert, _ = load_bert(folder, rngs=nnx.Rngs(0))
@@ -70,13 +72,13 @@ def _frozen_embeddings(
         )
 
 
-class TextTower(nnx.Module):
-    def __init__(self, cfg: TextTowerConfig, *, vocab_size: int, dim: int, catalogue, rngs):
-        from rectk_plugins.text import default_model_dir, load_bert, load_tokenizer, read_config
-        from rectk_plugins.text.tokenize import tokenize
+class TextTower(nnx.Module, FreezesParams):
+    def __init__(self, cfg: TextTowerConfig, ctx: BuildContext):
+        from .text import default_model_dir, load_bert, load_tokenizer, read_config
+        from .text.tokenize import tokenize
 
         folder = str(cfg.model_dir or default_model_dir())
-        texts = tuple(_texts(catalogue, vocab_size))
+        texts = tuple(_texts(ctx.catalogue, ctx.vocab_size))
         self.finetune, self.pooling, self.top_n = cfg.finetune, cfg.pooling, cfg.top_n
         bert_cfg = read_config(folder)
         self.num_layers = bert_cfg.num_layers
@@ -99,10 +101,10 @@ class TextTower(nnx.Module):
                 lora_rank=cfg.lora_rank if cfg.finetune == "lora" else 0,
                 lora_alpha=cfg.lora_alpha,
                 lora_targets=cfg.lora_targets,
-                rngs=rngs,
+                rngs=ctx.rngs,
             )
         init = nnx.with_partitioning(nnx.initializers.lecun_normal(), ("mlp", "embed"))
-        self.proj = nnx.Linear(width, dim, kernel_init=init, rngs=rngs)
+        self.proj = nnx.Linear(width, ctx.dim, kernel_init=init, rngs=ctx.rngs)
 
     def frozen(self, path: tuple, variable) -> bool:
         """Which parameters the optimiser leaves alone (paths relative to this tower)."""
@@ -120,7 +122,7 @@ class TextTower(nnx.Module):
         """Pooled text embedding of every item, ``[V, H]`` (row 0 is zero)."""
         if self.bert is None:
             return self.cache[...]
-        from rectk_plugins.text import POOLING
+        from .text import POOLING
 
         hidden = self.bert(self.tokens[...], self.mask[...])
         pooled = POOLING[self.pooling](hidden, self.mask[...])
@@ -132,7 +134,7 @@ class TextTower(nnx.Module):
 
 @registered(registry.item_towers, "text")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TextTowerConfig:
+class TextTowerConfig(ItemTowerPlugin):
     """Item vectors from the item's title and description through a pretrained encoder.
 
     ``model_dir``: a Hugging Face folder (config.json, model.safetensors, tokenizer files);
@@ -159,15 +161,16 @@ class TextTowerConfig:
         if self.top_n < 0:
             raise ValueError("item_tower.top_n must be >= 0")
 
-    def build(self, *, vocab_size: int, dim: int, catalogue, rngs: nnx.Rngs) -> TextTower:
-        return TextTower(self, vocab_size=vocab_size, dim=dim, catalogue=catalogue, rngs=rngs)
+    def build(self, ctx: BuildContext) -> TextTower:
+        return TextTower(self, ctx)
 
 
-class TextIdTower(nnx.Module):
-    def __init__(self, cfg: TextIdConfig, *, vocab_size, dim, catalogue, rngs):
+class TextIdTower(nnx.Module, FreezesParams):
+    def __init__(self, cfg: TextIdConfig, ctx: BuildContext):
+        dim, rngs = ctx.dim, ctx.rngs
         self.fusion = cfg.fusion
-        self.text = cfg.text.build(vocab_size=vocab_size, dim=dim, catalogue=catalogue, rngs=rngs)
-        self.ids = IdTower(vocab_size, dim, init_std=cfg.id_init_std, rngs=rngs)
+        self.text = cfg.text.build(ctx)
+        self.ids = IdTower(ctx.vocab_size, dim, init_std=cfg.id_init_std, rngs=rngs)
         if cfg.fusion == "concat":
             self.mix = nnx.Linear(2 * dim, dim, rngs=rngs)
         elif cfg.fusion == "gated":
@@ -190,7 +193,7 @@ class TextIdTower(nnx.Module):
 
 @registered(registry.item_towers, "text_id")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TextIdConfig:
+class TextIdConfig(ItemTowerPlugin):
     """Text and item-id vectors fused: ``sum``, ``concat`` (then project) or ``gated``.
 
     ``text`` holds the text tower's fields (as for ``type = "text"``).
@@ -200,5 +203,5 @@ class TextIdConfig:
     id_init_std: float = 0.02
     text: TextTowerConfig = dataclasses.field(default_factory=TextTowerConfig)
 
-    def build(self, *, vocab_size: int, dim: int, catalogue, rngs: nnx.Rngs) -> TextIdTower:
-        return TextIdTower(self, vocab_size=vocab_size, dim=dim, catalogue=catalogue, rngs=rngs)
+    def build(self, ctx: BuildContext) -> TextIdTower:
+        return TextIdTower(self, ctx)

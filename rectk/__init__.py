@@ -1,8 +1,8 @@
 """rectk: a recommender toolkit on JAX and Flax NNX.
 
-The machinery lives here (registries, recipes, data, sharding, steps, trainer, checkpoints,
-evaluation, command line); the models, losses and data sets are plugins (``rectk_plugins``)
-registered through the ``rectk.plugins`` entry-point group.
+The machinery lives here (registries, recipes, data, sharding, steps, the training loop,
+checkpoints, evaluation, command line); the models, losses and data sets are plugins
+(``rectk_plugins``) registered through the ``rectk.plugins`` entry-point group.
 """
 
 from rectk import registry

@@ -1,5 +1,6 @@
-"""Orbax checkpoints: atomic saves of the train state and the trainer/data-iterator state,
-keeping the latest N and the best by the validation metric."""
+"""Orbax checkpoints: atomic saves of the train state and the loop/data-iterator state,
+keeping the latest N and the best by the validation metric. Written by every process of a
+multi-host run (Orbax coordinates them)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import jax
 import orbax.checkpoint as ocp
 
 _ITEMS = ("state", "meta")
@@ -102,6 +102,19 @@ class Checkpoints:
         meta.pop(self._METRIC, None)
         return out["state"], meta
 
+    def restore_weights(self, step: int, abstract_weights: Any) -> Any:
+        """The ``{"params", "rest"}`` part of a saved train state alone (an Orbax partial
+        restore: the optimiser state is not read), placed as ``abstract_weights`` says."""
+        path = self._dir / str(step) / "state"
+        restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_weights)
+        with ocp.PyTreeCheckpointer() as checkpointer:
+            return checkpointer.restore(
+                path,
+                args=ocp.args.PyTreeRestore(
+                    abstract_weights, restore_args=restore_args, partial_restore=True
+                ),
+            )
+
     def _restore_meta(self, step: int) -> dict:
         out = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         return dict(out["meta"])
@@ -113,6 +126,17 @@ class Checkpoints:
 
     def close(self) -> None:
         self._mngr.close()
+
+
+def latest_step(directory: Path) -> int | None:
+    """The latest complete checkpoint in ``directory``, or None; creates no folder."""
+    if not Path(directory).is_dir():
+        return None
+    ckpt = Checkpoints(directory, keep=1)  # ``keep`` matters to saves only
+    try:
+        return ckpt.latest_step()
+    finally:
+        ckpt.close()
 
 
 def _clear_incomplete(directory: Path) -> None:
@@ -139,11 +163,3 @@ def _clear_incomplete(directory: Path) -> None:
             file=sys.stderr,
         )
     shutil.rmtree(trash, ignore_errors=True)
-
-
-def abstract_like(tree: Any) -> Any:
-    """Shape/dtype/sharding skeleton of ``tree`` to restore into."""
-    return jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
-        tree,
-    )

@@ -1,13 +1,11 @@
 """XLA compiler options by kind of computation (passed to ``jax.jit(compiler_options=...)``).
 
 Forward-only computations (ranking, top-k) compile with XLA's defaults, which on the CPU hand
-matrix products to YNNPACK, unless the model's encoder declares ``library_dots = False``: then
-they compile without those library fusions. ``benchmarks/eval_speed.py RECIPE`` times both,
-interleaved; on our 2-core CPU, ml-100k recipes, trimmed windows, with and without YNNPACK:
-SASRec 0.041 against 0.048 s and BERT4Rec 0.042 against 0.049 s (their heads-major attention
-products gain most), mean-pool and BPR-MF equal, Caser 0.130 against 0.121 s (within the
-machine's drift), and GRU4Rec, whose scan runs small per-step products, 0.026 against 0.018 s,
-so GRU4Rec opts out. The train step always keeps XLA's defaults.
+matrix products to YNNPACK, unless the model's encoder declares
+``EncoderTraits(library_dots=False)``: then they compile without those library fusions (GRU4Rec
+does: its scan runs small per-step products, which those fusions slow down).
+``benchmarks/eval_speed.py RECIPE`` times both, interleaved (docs/notes/2026-11-29-eval-speed.md).
+The train step always keeps XLA's defaults.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""The run schema: every recipe key, its type and default (``recipes/base.toml`` mirrors it)."""
+"""The run schema: every recipe key, its type and default.
+
+The defaults live here only. ``recipes/base.toml`` lists the same keys and values, with
+comments, and the default columns of ``docs/recipes.md`` show them; ``tests/test_schema.py``
+checks both against :func:`defaults`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import dataclasses
 from typing import Any, Literal
 
 from rectk import registry
-from rectk.recipe import plugin
+from rectk.recipe import plugin, plugin_names
 
 _frozen = dataclasses.dataclass(frozen=True, kw_only=True)
 
@@ -81,11 +86,11 @@ class TrainConfig:
 @_frozen
 class EvalConfig:
     ks: tuple[int, ...] = (5, 10, 20)
-    metrics: tuple[str, ...] = ("recall", "ndcg", "mrr")  # names in the metric registry
+    metrics: tuple[str, ...] = plugin_names(registry.metrics, ("recall", "ndcg", "mrr"))
     batch_size: int = 256
     item_chunk: int = 8192
     mask_seen: bool = True
-    baselines: tuple[str, ...] = ("popularity",)
+    baselines: tuple[str, ...] = plugin_names(registry.baselines, ("popularity",))
 
 
 @_frozen
@@ -137,3 +142,24 @@ class RunConfig:
                 f"train.stride = {self.train.stride} must not exceed model.max_len = "
                 f"{self.model.max_len}"
             )
+
+
+def defaults() -> dict[str, Any]:
+    """Every recipe key with its default, as plain TOML data (the resolved empty recipe).
+
+    Plugin tables carry their ``type`` and the default plugin's fields. Loading plugins
+    happens on the way, since plugin defaults come from the registries.
+
+    >>> defaults()["train"]["lr"], defaults()["model"]["encoder"]["type"]
+    (0.001, 'sasrec')
+    """
+    from rectk.recipe import from_dict, to_dict
+
+    return to_dict(from_dict(RunConfig, {}, where="rectk.config.defaults"))
+
+
+def defaults_toml() -> str:
+    """:func:`defaults` as TOML text: what ``recipes/base.toml`` holds, without its comments."""
+    import tomli_w
+
+    return tomli_w.dumps(defaults())

@@ -3,13 +3,15 @@ their plugin configs. It contains no particular model; the plugins do."""
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from rectk.config import ModelConfig
+from rectk.contracts import BuildContext, EncoderTraits, FreezesParams
 from rectk.data.types import Catalogue
 
 
@@ -19,10 +21,12 @@ class Recommender(nnx.Module):
     With ``item_bias`` (``model.item_bias``), every score gets a learned offset per item, as
     BERT4Rec's and RecBole's output layers have: see ``scoring``.
 
-    Plugin contracts (see docs/writing-a-plugin.md):
+    Each part is built by its plugin config's ``build(ctx)`` from one ``BuildContext``; the
+    contracts are the protocols of ``rectk.contracts`` (see docs/writing-a-plugin.md):
       item tower: ``tower() -> table_vd`` (row 0 is padding).
-      encoder: ``encoder(emb_bld, mask_bl, *, rngs) -> hidden_bld``, causal where training
-        uses every position; ``rngs`` is None in evaluation.
+      encoder: ``encoder(emb_bld, mask_bl, *, users_b, rngs, last_only) -> hidden_bld``,
+        causal where training uses every position; ``rngs`` is None in evaluation. What it
+        declares about itself (``EncoderTraits``) is kept as ``encoder_traits``.
       head: ``head(user_nd, items_vd) -> scores_nv``.
 
     With ``mask_token`` (tasks trained by masked-item prediction, like BERT4Rec's Cloze task),
@@ -42,13 +46,18 @@ class Recommender(nnx.Module):
     ):
         self.dim = cfg.dim
         self.max_len = cfg.max_len
-        self.item_tower = cfg.item_tower.build(
-            vocab_size=vocab_size, dim=cfg.dim, catalogue=catalogue, rngs=rngs
+        ctx = BuildContext(
+            dim=cfg.dim,
+            max_len=cfg.max_len,
+            vocab_size=vocab_size,
+            num_users=num_users,
+            catalogue=catalogue,
+            rngs=rngs,
         )
-        self.encoder = cfg.encoder.build(
-            dim=cfg.dim, max_len=cfg.max_len, num_users=num_users, rngs=rngs
-        )
-        self.head = cfg.head.build(dim=cfg.dim, rngs=rngs)
+        self.item_tower = cfg.item_tower.build(ctx)
+        self.encoder = cfg.encoder.build(ctx)
+        self.encoder_traits: EncoderTraits = cfg.encoder.traits
+        self.head = cfg.head.build(ctx)
         init = nnx.with_partitioning(nnx.initializers.normal(0.02), (None, "embed"))
         self.mask_token = nnx.Param(init(rngs.params(), (1, cfg.dim))) if mask_token else None
         zeros = nnx.with_partitioning(nnx.initializers.zeros_init(), ("vocab",))
@@ -78,17 +87,17 @@ class Recommender(nnx.Module):
     @property
     def variable_length(self) -> bool:
         """Whether the encoder's states at real positions are unchanged on a window
-        left-trimmed of padding (a class attribute ``variable_length = True`` on the encoder
-        says so; evaluation then feeds each batch a window only as wide as its longest history,
-        and ``train.group_by_length`` may train on such windows)."""
-        return bool(getattr(self.encoder, "variable_length", False))
+        left-trimmed of padding (its config declares ``traits = EncoderTraits(
+        variable_length=True)``; evaluation then feeds each batch a window only as wide as its
+        longest history, and ``train.group_by_length`` may train on such windows)."""
+        return self.encoder_traits.variable_length
 
     @property
     def library_dots(self) -> bool:
         """Whether ranking compiles with XLA:CPU's library (YNNPACK) fusions, its default; an
-        encoder that runs slower with them declares a class attribute ``library_dots = False``
+        encoder that runs slower with them declares ``EncoderTraits(library_dots=False)``
         (see ``rectk.compiler``)."""
-        return bool(getattr(self.encoder, "library_dots", True))
+        return self.encoder_traits.library_dots
 
     def encode(
         self,
@@ -100,15 +109,12 @@ class Recommender(nnx.Module):
         last_only: bool = False,
     ) -> jax.Array:
         """Hidden states at every position, ``[B, L, D]``; ``last_only``: at the last position,
-        ``[B, 1, D]`` (cheaper where the encoder accepts ``last_only``, e.g. the transformers)."""
+        ``[B, 1, D]`` (cheaper where the encoder has a path for it, e.g. the transformers)."""
         if self.mask_token is not None:  # input id V (one past the table) is the MASK
             table_vd = jnp.concatenate([table_vd, self.mask_token[...].astype(table_vd.dtype)])
         mask_bl = history_bl > 0
         emb_bld = jnp.take(table_vd, history_bl, axis=0) * mask_bl[..., None]
-        if last_only and _accepts_last_only(self.encoder):
-            return self.encoder(emb_bld, mask_bl, users_b=users_b, rngs=rngs, last_only=True)
-        h_bld = self.encoder(emb_bld, mask_bl, users_b=users_b, rngs=rngs)
-        return h_bld[:, -1:] if last_only else h_bld
+        return self.encoder(emb_bld, mask_bl, users_b=users_b, rngs=rngs, last_only=last_only)
 
     def user_states(
         self, history_bl: jax.Array, table_vd: jax.Array, users_b: jax.Array | None = None
@@ -120,23 +126,19 @@ class Recommender(nnx.Module):
         return self.encode(history_bl, table_vd, users_b=users_b, last_only=True)[:, -1, :]
 
 
-def _accepts_last_only(encoder) -> bool:
-    """Whether an encoder's ``__call__`` takes ``last_only`` (an optional fast path)."""
-    return "last_only" in inspect.signature(encoder.__call__).parameters
-
-
-def trainable_filter(model: Recommender):
+def trainable_filter(model: Recommender) -> Callable[[Any, Any], bool]:
     """An nnx filter selecting the parameters the optimiser updates.
 
-    Every ``nnx.Param`` trains unless a sub-module says otherwise through a method
-    ``frozen(path, variable) -> bool`` (paths relative to that sub-module): a pretrained text
-    encoder fine-tuned with LoRA freezes its base weights this way. What is not trained is
-    carried in the train state's ``rest`` (passed to the steps, never baked into them).
+    Every ``nnx.Param`` trains unless a sub-module that subclasses
+    ``rectk.contracts.FreezesParams`` says otherwise through ``frozen(path, variable) ->
+    bool`` (paths relative to that sub-module): a pretrained text encoder fine-tuned with LoRA
+    freezes its base weights this way. What is not trained is carried in the train state's
+    ``rest`` (passed to the steps, never baked into them).
     """
     judges = [
-        (tuple(path), getattr(module, "frozen"))  # noqa: B009
+        (tuple(path), module.frozen)
         for path, module in nnx.iter_modules(model)
-        if callable(getattr(module, "frozen", None))
+        if isinstance(module, FreezesParams)
     ]
 
     def keep(path, variable) -> bool:

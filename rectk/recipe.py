@@ -1,7 +1,7 @@
 """Recipes: layered TOML files validated into frozen, typed config objects.
 
-A recipe may name a ``base`` recipe (a path relative to itself); tables merge key by key, and
-``--set a.b=c`` overrides come last. A plugin table (one whose schema field is a registry, like
+A recipe may name a ``base`` recipe (a path relative to itself, or ``rectk:NAME`` for a recipe
+shipped with rectk); tables merge key by key, and ``--set a.b=c`` overrides come last. A plugin table (one whose schema field is a registry, like
 ``[model.encoder]``) picks its plugin with ``type = "..."``; its other keys are that plugin's
 config fields. When a layer changes a plugin table's ``type``, that table is replaced, not merged.
 Recipes are closed: an unknown key, a wrong type or a missing field is one error that names the
@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.resources
 import json
+import re
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from rectk.errors import RecipeError
-from rectk.registry import Registry, load_module
+from rectk.errors import PluginError, RecipeError
+from rectk.registry import Registry, failed_plugins, load_file, load_module
 
 BASE_KEY = "base"
+SHIPPED = "rectk:"  # ``base = "rectk:NAME"``: the recipe NAME.toml shipped with rectk
+P = TypeVar("P")
 
 
 def plugin(registry: Registry[Any], default: str, **defaults: Any) -> Any:
@@ -31,19 +36,35 @@ def plugin(registry: Registry[Any], default: str, **defaults: Any) -> Any:
     return dataclasses.field(default=None, metadata=meta)
 
 
+def plugin_names(registry: Registry[Any], default: tuple[str, ...]) -> Any:
+    """A schema field holding a list of names registered in ``registry`` (like
+    ``eval.baselines``); an unknown name is an error naming the file and key."""
+    return dataclasses.field(default=default, metadata={"names_in": registry})
+
+
 def plugin_name(cfg: Any) -> str:
     """The registered name of a plugin config instance."""
     return type(cfg).plugin_name  # set by ``registered``
 
 
-def registered(registry: Registry[Any], name: str):
-    """Class decorator: registers a frozen config dataclass as plugin ``name``."""
+def registered(registry: Registry[type[P]], name: str) -> Callable[[type[P]], type[P]]:
+    """Class decorator: registers a frozen config dataclass as plugin ``name`` (checked
+    against the registry's contract, see ``rectk.registry.Registry.register``)."""
 
-    def deco(cls):
-        cls.plugin_name = name
+    def deco(cls: type[P]) -> type[P]:
+        cls.plugin_name = name  # type: ignore[attr-defined]
         return registry.register(name)(cls)
 
     return deco
+
+
+def shipped_recipes() -> Path:
+    """The folder of the recipes shipped with rectk (the package ``rectk_recipes``; in a
+    source checkout where it is not installed, ``recipes/`` beside ``rectk/``)."""
+    try:
+        return Path(str(importlib.resources.files("rectk_recipes")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[1] / "recipes"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -101,8 +122,25 @@ def _load_layers(path: Path, src: dict, seen: tuple[Path, ...] = ()) -> dict:
     if base is not None:
         if not isinstance(base, str):
             raise RecipeError(f"{path}: key 'base' must be a path string, got {base!r}")
-        merged = _load_layers(path.parent / base, src, (*seen, path))
+        merged = _load_layers(_base_path(path, base), src, (*seen, path))
     return _merge(merged, data, src, str(path), "")
+
+
+def _base_path(recipe: Path, base: str) -> Path:
+    """A ``base`` value as a file: ``rectk:NAME`` is a shipped recipe, anything else a path
+    relative to the recipe naming it."""
+    if not base.startswith(SHIPPED):
+        return recipe.parent / base
+    name = base.removeprefix(SHIPPED).removesuffix(".toml")
+    folder = shipped_recipes()
+    path = folder / f"{name}.toml"
+    if not name or "/" in name or not path.is_file():
+        known = ", ".join(p.stem for p in sorted(folder.glob("*.toml")))
+        raise RecipeError(
+            f"{recipe}: key 'base': no shipped recipe {base!r}; shipped recipes: "
+            f"{known or '(none)'} (write rectk:NAME, or a path relative to this file)"
+        )
+    return path
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -138,7 +176,7 @@ class _Ctx:
         self.default_file = default_file
 
     def where(self, path: str) -> str:
-        probe = path
+        probe = re.sub(r"\[\d+\]", "", path)  # a list item comes from the list's file
         while probe:
             if probe in self.src:
                 return self.src[probe]
@@ -244,6 +282,8 @@ def _build(cls: Any, data: dict, prefix: str, ctx: _Ctx) -> Any:
             continue
         if name in data:
             kwargs[name] = _convert(hints[name], data[name], path, ctx)
+            if "names_in" in f.metadata:
+                _check_names(f.metadata["names_in"], kwargs[name], path, ctx)
         elif dataclasses.is_dataclass(hints[name]):  # a nested table: its own defaults
             kwargs[name] = _build(hints[name], {}, path, ctx)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
@@ -254,9 +294,15 @@ def _build(cls: Any, data: dict, prefix: str, ctx: _Ctx) -> Any:
         raise ctx.error(prefix or "(top level)", str(err)) from None
 
 
-def _build_plugin(f: dataclasses.Field, val: Any, path: str, ctx: _Ctx) -> Any:
-    from rectk.errors import PluginError
+def _check_names(reg: Registry[Any], names: Any, path: str, ctx: _Ctx) -> None:
+    for i, name in enumerate(names):
+        try:
+            reg.get(name)
+        except PluginError as err:
+            raise ctx.error(f"{path}[{i}]", str(err)) from None
 
+
+def _build_plugin(f: dataclasses.Field, val: Any, path: str, ctx: _Ctx) -> Any:
     reg: Registry[Any] = f.metadata["registry"]
     if val is None:
         val = {"type": f.metadata["default_type"], **f.metadata["default_fields"]}
@@ -318,16 +364,31 @@ def load(path: str | Path, overrides: typing.Sequence[str] = (), schema: Any = N
         keys, value = parse_override(text)
         data = _apply_override(data, keys, value, src)
     ctx = _Ctx(src, str(path.resolve()))
-    modules = data.get("plugins", [])
-    if isinstance(modules, list):
-        for mod in modules:
-            if isinstance(mod, str) and not load_module(mod):
-                from rectk.registry import failed_plugins
-
-                raise ctx.error("plugins", f"could not import {mod!r}: {failed_plugins()[mod]}")
+    if isinstance(data.get("plugins"), list):
+        data = {**data, "plugins": _load_plugins(data["plugins"], ctx)}
     config = _build(schema, data, "", ctx)
     resolved = to_dict(config)
     return Recipe(config=config, resolved=resolved, hash=recipe_hash(resolved), path=str(path))
+
+
+def _load_plugins(entries: list[Any], ctx: _Ctx) -> list[Any]:
+    """Imports a recipe's ``plugins``: module names, or Python files (entries ending in
+    ``.py``) relative to the recipe that lists them, which become absolute paths."""
+    out: list[Any] = []
+    for entry in entries:
+        if isinstance(entry, str) and entry.endswith(".py"):
+            origin = ctx.where("plugins")
+            folder = Path(origin).parent if origin != "--set" else Path.cwd()
+            file = (folder / entry).resolve()
+            if not load_file(file):
+                raise ctx.error(
+                    "plugins", f"could not import {entry!r} ({file}): {failed_plugins()[str(file)]}"
+                )
+            entry = str(file)
+        elif isinstance(entry, str) and not load_module(entry):
+            raise ctx.error("plugins", f"could not import {entry!r}: {failed_plugins()[entry]}")
+        out.append(entry)
+    return out
 
 
 def from_dict(cls: Any, data: dict, where: str = "<dict>") -> Any:

@@ -1,13 +1,18 @@
 """A run directory: the resolved recipe and its hash, the data version, the vocabulary and
-histories needed to recommend without the original data, checkpoints, metrics, results."""
+histories needed to recommend without the original data, checkpoints, metrics, results.
+
+In a multi-host run only process 0 writes these files (``write=False`` elsewhere); every
+process writes its part of the checkpoints, through Orbax."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +20,31 @@ from rectk.data.split import Sequences
 from rectk.data.types import Catalogue, Dataset
 from rectk.errors import RectkError
 from rectk.recipe import Recipe
+
+if TYPE_CHECKING:
+    from rectk.config import RunConfig
+
+# Distributions whose versions ``run.json`` records (key: distribution name).
+_VERSIONS = {
+    "rectk": "rectk",
+    "jax": "jax",
+    "jaxlib": "jaxlib",
+    "flax": "flax",
+    "optax": "optax",
+    "orbax": "orbax-checkpoint",
+    "grain": "grain",
+}
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of rectk and the libraries a run's numbers depend on."""
+    out = {}
+    for key, dist in _VERSIONS.items():
+        try:
+            out[key] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[key] = "not installed"
+    return out
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -37,8 +67,15 @@ class RunDir:
             raise RectkError(f"{self.path} is not a rectk run directory (no run.json)")
         return json.loads(f.read_text())
 
-    def start(self, recipe: Recipe, data: Dataset) -> None:
-        """Writes the recipe, its hash and the data version; refuses a different recipe."""
+    @classmethod
+    def of(cls, config: RunConfig) -> RunDir:
+        """The run directory a run configuration names: ``run_dir/name``."""
+        return cls(Path(config.run_dir) / config.name)
+
+    def start(self, recipe: Recipe, data: Dataset, *, write: bool = True) -> None:
+        """Writes the recipe, its hash, the data version and the library versions; refuses a
+        different recipe or changed data. ``write=False`` (processes other than 0) checks
+        only."""
         import jax
         import tomli_w
 
@@ -57,6 +94,8 @@ class RunDir:
                     f"{old['data_fingerprint']}, now {fingerprint}); start a new run"
                 )
             return
+        if not write:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         _atomic_write(self.path / "recipe.toml", tomli_w.dumps(recipe.resolved))
         record = {
@@ -69,7 +108,7 @@ class RunDir:
             "items": data.interactions.num_items,
             "interactions": len(data.interactions),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "jax": jax.__version__,
+            **versions(),
             "devices": [str(d) for d in jax.devices()],
             "python": platform.python_version(),
         }

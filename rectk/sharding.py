@@ -14,9 +14,8 @@ def set_cpu_devices(count: int = 0) -> None:
     """Split the host CPU into ``count`` XLA devices (0 = XLA's default: one device).
 
     One XLA CPU device already runs its operations on every core, so one device is the usual
-    fast choice on a CPU (``benchmarks/ce_chunks.py`` on a 2-core machine, per train step
-    against one device per core: 2.2x faster on Amazon Beauty, 1.4x on ml-100k, 0.93x on the
-    small bundled quickstart); several devices are for exercising data parallelism.
+    fast choice on a CPU (``benchmarks/ce_chunks.py``; docs/notes/2026-11-29-ce-chunks.md);
+    several devices are for exercising data parallelism.
     Must run before JAX initialises its backends; a count already in ``XLA_FLAGS`` wins.
     """
     flags = os.environ.get("XLA_FLAGS", "")

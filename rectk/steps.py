@@ -1,7 +1,8 @@
 """Pure, jitted steps: ``train_step(state, batch, key)`` and the evaluation scorers.
 
 The model and recipe are bound with ``functools.partial`` (never traced); the state is a plain
-pytree ``{"params", "opt", "step", "rest"}`` (``rest``: what is not trained) so it shards, donates and checkpoints as one tree.
+pytree ``{"params", "opt", "step", "rest"}`` (``rest``: what is not trained) so it shards,
+donates and checkpoints as one tree.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
@@ -20,8 +20,12 @@ from rectk import ranking
 from rectk.config import TrainConfig
 
 
-def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
-    """AdamW with warm-up then cosine/linear decay (or constant); weight decay on matrices only."""
+def make_schedule(cfg: TrainConfig, total_steps: int) -> optax.Schedule:
+    """The learning rate by optimiser update: warm-up, then cosine/linear decay (or constant).
+
+    It counts updates, so the update made at train step ``s`` (1-based) uses
+    ``schedule((s - 1) // cfg.accumulate)``.
+    """
     total_steps = max(1, total_steps // cfg.accumulate)  # the schedule counts updates
     warm = min(cfg.warmup_steps, max(total_steps - 1, 0))
     rest = max(total_steps - warm, 1)
@@ -31,11 +35,14 @@ def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransfor
         after = optax.linear_schedule(cfg.lr, 0.0, rest)
     else:
         after = optax.cosine_decay_schedule(cfg.lr, rest)
-    sched = (
-        optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warm), after], [warm])
-        if warm
-        else after
-    )
+    if not warm:
+        return after
+    return optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warm), after], [warm])
+
+
+def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    """AdamW on ``make_schedule``; weight decay on matrices only; clipping; accumulation."""
+    sched = make_schedule(cfg, total_steps)
     decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
     tx = optax.adamw(sched, weight_decay=cfg.weight_decay, mask=decay_mask)
     if cfg.clip_norm > 0:
@@ -104,7 +111,7 @@ def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):
     updates, opt = bound.tx.update(grads, state["opt"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     new_state = {"params": params, "opt": opt, "step": state["step"] + 1, "rest": state["rest"]}
-    return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
 def jit_train_step(bound: Bound, state_shardings, batch_sharding, replicated):
@@ -168,21 +175,15 @@ def model_top_k(bound: Bound, num_items: int, chunk: int, k: int, weights, batch
     return ranking.top_k(user_bd, score_chunk, batch["seen"], k=k, num_items=num_items, chunk=chunk)
 
 
-def popularity_scores(train_items: np.ndarray, vocab_size: int) -> np.ndarray:
-    """log(1 + training count) per item; the non-neural baseline of every evaluation."""
-    counts = np.bincount(train_items, minlength=vocab_size)[:vocab_size].astype(np.float32)
-    return np.log1p(counts)
-
-
-def popularity_ranks(num_items: int, chunk: int, pop_v, batch, allowed_v=None):
-    """Ranks under a fixed score per item (popularity, or a seeded random order)."""
-    v = pop_v.shape[0]
+def baseline_ranks(num_items: int, chunk: int, scores_v, batch, allowed_v=None):
+    """Ranks under one fixed score per item (a baseline: popularity, a seeded random order)."""
+    v = scores_v.shape[0]
     b = batch["target"].shape[0]
 
     def score_chunk(_, ids_c):
-        return jnp.broadcast_to(jnp.take(pop_v, jnp.minimum(ids_c, v - 1)), (b, ids_c.shape[0]))
+        return jnp.broadcast_to(jnp.take(scores_v, jnp.minimum(ids_c, v - 1)), (b, ids_c.shape[0]))
 
-    t_b = jnp.take(pop_v, batch["target"])
+    t_b = jnp.take(scores_v, batch["target"])
     score_chunk = restrict(score_chunk, allowed_v)
     return ranking.target_ranks(
         None, score_chunk, batch["target"], t_b, batch["seen"], num_items=num_items, chunk=chunk

@@ -5,6 +5,9 @@ wherever a parameter has the same path in both models (same module names); the o
 the step count start afresh. The source must have been trained on the same data and split, so
 that its embedding rows mean the same items and learners and it never saw this run's
 validation or test targets.
+
+The loop decides once how a run starts (``rectk.train``): from its own latest checkpoint if
+it has one, else from ``train.init_from`` (``warm_start``), else from fresh weights.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import jax
 
 from rectk.config import RunConfig
 from rectk.errors import RectkError
+from rectk.predict import load_run
+from rectk.rundir import RunDir
 
 
 def source_path(cfg: RunConfig) -> Path:
@@ -24,6 +29,37 @@ def source_path(cfg: RunConfig) -> Path:
     ref = cfg.train.init_from
     path = Path(ref)
     return path if len(path.parts) > 1 else Path(cfg.run_dir) / ref
+
+
+def warm_start(cfg: RunConfig, state: dict, fingerprint: str) -> tuple[dict, dict]:
+    """``state`` with its initial weights replaced by the best weights of the run
+    ``train.init_from`` names, and a report of what was done (``init_from.json``)."""
+    path = source_path(cfg)
+    if path.resolve() == RunDir.of(cfg).path.resolve():
+        raise RectkError(f"train.init_from = {cfg.train.init_from!r} names this run itself")
+    try:
+        record = RunDir(path).record()
+    except RectkError as err:
+        raise RectkError(
+            f"train.init_from = {cfg.train.init_from!r}: {err}; train the pre-training recipe "
+            f"first, with the same run_dir"
+        ) from None
+    source = load_run(path)
+    check_source(cfg, source.cfg, record, fingerprint)
+    params, report = copy_matching(state["params"], source.weights["params"])
+    rest, rest_report = copy_matching(state["rest"], source.weights["rest"])
+    if not report["copied"]:
+        raise RectkError(
+            f"train.init_from = {cfg.train.init_from!r}: no trained parameter of this model has "
+            f"a counterpart in {path} (its modules are named differently)"
+        )
+    info = {
+        "path": str(path),
+        "recipe_hash": record["recipe_hash"],
+        "step": source.step,
+        **{k: report[k] + rest_report[k] for k in ("copied", "fresh", "unused")},
+    }
+    return {**state, "params": params, "rest": rest}, info
 
 
 def check_source(cfg: RunConfig, source_cfg: RunConfig, record: dict, fingerprint: str) -> None:

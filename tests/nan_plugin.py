@@ -5,13 +5,14 @@ import dataclasses
 import jax.numpy as jnp
 
 from rectk import registry
+from rectk.contracts import LossPlugin
 from rectk.recipe import registered
 from rectk_plugins.losses import SoftmaxCE
 
 
 @registered(registry.losses, "nan_on_item")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class NanOnItem:
+class NanOnItem(LossPlugin):
     item: int = 1
 
     def __call__(self, *, head, user_nd, table_vd, target_n, weight_n, key):

@@ -1,16 +1,14 @@
 """The command line: the main job, recommendations, and bad input answered in one clear line."""
 
-import functools
 import json
-import operator
 import os
 import subprocess
 import sys
 
 import pytest
 
-from rectk.cli import main
-from tests.conftest import RECIPES, ROOT, TINY
+from rectk.cli import _parser, main
+from tests.conftest import ROOT
 
 
 def rectk(*args, env=None):
@@ -33,62 +31,67 @@ def assert_clean_error(code, err, *fragments):
         assert f in err, err
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    proc = rectk(
-        "run",
-        str(RECIPES / "quickstart.toml"),
-        "--no-progress",
-        *functools.reduce(operator.iadd, (["--set", o] for o in TINY), []),
-        "--set",
-        f"run_dir={runs}",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return runs / "quickstart", proc.stdout
-
-
-def test_run_prints_metrics_baseline_and_recommendations(finished_run):
-    _, out = finished_run
+def test_run_prints_metrics_baseline_and_recommendations(tiny_run):
+    out = tiny_run.stdout
+    assert "trained 12 steps (reached train.steps); best validation ndcg@10" in out
     assert "test metrics" in out and "popularity" in out and "ndcg@10" in out
     assert "top-10 recommendations" in out and "learner learner_0001" in out
 
 
-def test_recommend_known_user_json(finished_run, capsys):
-    run_dir, _ = finished_run
-    assert (
-        main(["recommend", "--run", str(run_dir), "--user", "learner_0001", "--k", "5", "--json"])
-        == 0
-    )
+def test_progress_bar_only_on_a_terminal(tiny_run):
+    # tiny_run's output is not a terminal: no progress frames in it
+    assert "\r" not in tiny_run.stdout + tiny_run.stderr
+    assert "train:" not in tiny_run.stderr
+    parse = _parser().parse_args
+    assert parse(["run", "r.toml"]).progress is None  # decided by the output
+    assert parse(["run", "r.toml", "--progress"]).progress is True
+    assert parse(["train", "r.toml", "--no-progress"]).progress is False
+
+
+def test_version(capsys):
+    from rectk import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"rectk {__version__}"
+
+
+def test_recommend_known_user_json(tiny_run, capsys):
+    args = ["recommend", "--run", str(tiny_run.path), "--user", "learner_0001", "--k", "5"]
+    assert main([*args, "--json"]) == 0
     recs = json.loads(capsys.readouterr().out)
     assert len(recs) == 5 and all({"item", "title", "score"} <= set(r) for r in recs)
     assert [r["score"] for r in recs] == sorted((r["score"] for r in recs), reverse=True)
 
 
-def test_recommend_new_learner_history_excludes_history(finished_run, capsys):
-    run_dir, _ = finished_run
-    vocab = json.loads((run_dir / "vocab.json").read_text())
+def test_recommend_new_learner_history_excludes_history(tiny_run, capsys):
+    vocab = json.loads((tiny_run.path / "vocab.json").read_text())
     history = vocab["item_ids"][:3]
-    assert main(["recommend", "--run", str(run_dir), "--history", ",".join(history), "--json"]) == 0
+    args = ["recommend", "--run", str(tiny_run.path), "--history", ",".join(history)]
+    assert main([*args, "--json"]) == 0
     recs = json.loads(capsys.readouterr().out)
     assert len(recs) == 10 and not {r["item"] for r in recs} & set(history)
-    assert main(["recommend", "--run", str(run_dir), "--history", ",".join(history)]) == 0
+    assert main(args) == 0
     assert " 1. " in capsys.readouterr().out
 
 
-def test_evaluate_prints_stored_results(finished_run, capsys):
-    run_dir, _ = finished_run
-    assert main(["evaluate", "--run", str(run_dir)]) == 0
-    assert "popularity" in capsys.readouterr().out
+def test_evaluate_prints_validation_and_test_metrics(tiny_run, capsys):
+    assert main(["evaluate", "--run", str(tiny_run.path)]) == 0
+    out = capsys.readouterr().out
+    best = tiny_run.results["best_step"]
+    assert f"validation (the model at its best step, {best})" in out
+    assert "test (200 targets)" in out and "popularity" in out
+    assert main(["evaluate", "--run", str(tiny_run.path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == tiny_run.results
 
 
-def test_user_without_history_is_a_clear_error(finished_run, capsys):
-    run_dir, _ = finished_run
-    code = main(["recommend", "--run", str(run_dir), "--history", ","])
+def test_user_without_history_is_a_clear_error(tiny_run, capsys):
+    run_dir = str(tiny_run.path)
+    code = main(["recommend", "--run", run_dir, "--history", ","])
     assert_clean_error(code, capsys.readouterr().err, "no interactions")
-    code = main(["recommend", "--run", str(run_dir), "--user", "nobody"])
+    code = main(["recommend", "--run", run_dir, "--user", "nobody"])
     assert_clean_error(code, capsys.readouterr().err, "unknown learner 'nobody'")
-    code = main(["recommend", "--run", str(run_dir), "--history", "not_a_course"])
+    code = main(["recommend", "--run", run_dir, "--history", "not_a_course"])
     assert_clean_error(code, capsys.readouterr().err, "unknown item id(s) not_a_course")
 
 

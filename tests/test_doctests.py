@@ -7,8 +7,10 @@ import pytest
 
 MODULES = [
     "rectk.registry",
-    "rectk.data.simulator",
-    "rectk.data.catalogue_io",
+    "rectk.testing",
+    "rectk_plugins.datasets.university.simulator",
+    "rectk_plugins.datasets.university.courses",
+    "rectk_plugins.datasets.university.catalogue_io",
     "rectk.data.readers",
     "rectk.data.pipeline",
     "rectk.ranking",

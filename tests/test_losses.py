@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from rectk import registry
+from rectk.testing import tiny_context
 from rectk_plugins.losses import BCE, BPR, GBCE, SampledSoftmax, gbce_beta, sample_negatives
 
 D, V = 8, 32
@@ -21,7 +21,7 @@ def _case(n=4, seed=0):
 
 
 def _dot():
-    return registry.heads.get("dot")().build(dim=D, rngs=nnx.Rngs(0))
+    return registry.heads.get("dot")().build(tiny_context())
 
 
 def _log_sigmoid(x):

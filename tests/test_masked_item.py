@@ -14,9 +14,8 @@ from rectk.data.pipeline import train_dataset
 from rectk.data.split import Sequences
 from rectk.errors import RectkError
 from rectk.model import build_model
-from rectk.run import train_and_evaluate
 from rectk_plugins.tasks import MaskedItem
-from tests.conftest import RECIPES
+from tests.conftest import RECIPES, TINY
 
 VOCAB = 40  # items 1..39; MASK = 40
 
@@ -163,41 +162,29 @@ def test_stride_one_windows_train_their_last_position_only():
     assert rows == int(np.maximum(train.lengths - 1, 0).sum())
 
 
-def test_bert4rec_fine_tunes_on_next_items_from_a_masked_item_run(tiny_overrides, tmp_path):
+def test_bert4rec_fine_tunes_on_next_items_from_a_masked_item_run(masked_item_run, tmp_path):
     """Pre-train by masked items, then fine-tune on the next item read at the last history
     item (``next_item``, ``train.stride = 1``): the Cloze weights carry over, the MASK input
     embedding stays behind, and the fine-tuned run evaluates."""
-    common = [*tiny_overrides, "model.encoder.type=bert4rec"]
-    pre = recipe_lib.load(
-        RECIPES / "quickstart.toml",
-        [*common, "name=pre", "task.type=masked_item", "train.steps=4", "train.eval_every=4"],
-    )
-    train_and_evaluate(pre, progress=False, echo=lambda *_: None)
+    pre = masked_item_run.results
+    assert np.isfinite(pre["test"]["model"]["ndcg@10"]) and pre["last_step"] == 6
     fine = recipe_lib.load(
         RECIPES / "quickstart.toml",
-        [*common, "name=fine", "train.init_from=pre", "train.stride=1", "train.steps=4"],
+        [
+            *TINY,
+            "model.encoder.type=bert4rec",
+            f"run_dir={tmp_path}",
+            "name=fine",
+            f"train.init_from={masked_item_run.path}",
+            "train.stride=1",
+            "train.steps=4",
+        ],
     )
     summary = fine.config.task.run(fine, progress=False)
     assert np.isfinite(summary["test"]["model"]["ndcg@10"])
-    report = json.loads((tmp_path / "runs" / "fine" / "init_from.json").read_text())
+    report = json.loads((tmp_path / "fine" / "init_from.json").read_text())
     assert report["copied"] and not report["fresh"]
     assert report["unused"] == ["['mask_token'].value"]
-
-
-def test_bert4rec_trains_end_to_end(tiny_overrides):
-    r = recipe_lib.load(
-        RECIPES / "quickstart.toml",
-        [
-            *tiny_overrides,
-            "model.encoder.type=bert4rec",
-            "task.type=masked_item",
-            "train.steps=6",
-            "train.eval_every=6",
-        ],
-    )
-    summary = train_and_evaluate(r, progress=False, echo=lambda *_: None)
-    assert np.isfinite(summary["test"]["model"]["ndcg@10"])
-    assert summary["last_step"] == 6
 
 
 def test_fine_tuning_windows_mask_the_last_item_of_every_prefix():

@@ -26,7 +26,11 @@ def test_every_package_folder_is_listed_in_pyproject():
         tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     )
     found = set()
-    for top, name in (("rectk", "rectk"), ("plugins", "rectk_plugins")):
+    for top, name in (
+        ("rectk", "rectk"),
+        ("plugins", "rectk_plugins"),
+        ("recipes", "rectk_recipes"),
+    ):
         for init in (ROOT / top).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT / top)
             found.add(".".join((name, *rel.parts)))
@@ -34,7 +38,7 @@ def test_every_package_folder_is_listed_in_pyproject():
 
 
 def test_bundled_data_carries_its_licence():
-    folder = ROOT / "plugins" / "datasets" / "university_courses"
+    folder = ROOT / "plugins" / "datasets" / "university" / "data"
     assert (folder / "LICENSE.md").is_file()
     assert (
         "CC BY-NC-SA 4.0" in (folder / "LICENSE.md").read_text()

@@ -3,10 +3,10 @@
 import pytest
 
 from rectk import recipe as recipe_lib
-from rectk.run import train_and_evaluate
+from rectk.train import train_and_evaluate
 from tests.conftest import RECIPES, shared
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("full_optimisations")]
 
 
 def test_sasrec_beats_popularity_on_ml100k(tmp_path):

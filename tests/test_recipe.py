@@ -122,3 +122,113 @@ def test_recipe_is_frozen():
     cfg = recipe.load(RECIPES / "quickstart.toml").config
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.train.lr = 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Shipped recipes as bases; plugin files next to a recipe; names checked against a registry.
+# ---------------------------------------------------------------------------------------------
+
+
+def test_shipped_recipes_are_the_repository_recipes():
+    shipped = recipe.shipped_recipes()
+    assert sorted(p.name for p in shipped.glob("*.toml")) == sorted(
+        p.name for p in RECIPES.glob("*.toml")
+    )
+
+
+def test_base_names_a_shipped_recipe(tmp_path):
+    p = write(
+        tmp_path, "mine.toml", 'base = "rectk:quickstart"\nname = "mine"\n[train]\nsteps = 5\n'
+    )
+    mine = recipe.load(p)
+    same = recipe.load(RECIPES / "quickstart.toml", ["name=mine", "train.steps=5"])
+    assert mine.config.name == "mine" and mine.hash == same.hash
+    assert recipe.load(write(tmp_path, "t.toml", 'base = "rectk:quickstart.toml"\n')).hash == (
+        recipe.load(RECIPES / "quickstart.toml").hash
+    )
+
+
+def test_unknown_shipped_recipe_lists_the_shipped_ones(tmp_path):
+    p = write(tmp_path, "r.toml", 'base = "rectk:quikstart"\n')
+    with pytest.raises(RecipeError) as err:
+        recipe.load(p)
+    msg = str(err.value)
+    assert str(p) in msg and "no shipped recipe 'rectk:quikstart'" in msg and "quickstart" in msg
+
+
+PLUGIN_FILE = """
+import dataclasses
+
+from rectk import registry
+from rectk.contracts import BuildContext, EncoderPlugin
+from rectk.recipe import registered
+from rectk_plugins.encoders.mean_pool import MeanPool
+
+
+@registered(registry.encoders, "file_plugin_pool")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FilePool(EncoderPlugin):
+    linear: bool = False
+    init_std: float = 0.02
+
+    def build(self, ctx: BuildContext) -> MeanPool:
+        return MeanPool(self, dim=ctx.dim, rngs=ctx.rngs)
+"""
+
+
+@pytest.fixture
+def forget_file_plugin():
+    from rectk import registry
+
+    yield
+    registry.encoders._entries.pop("file_plugin_pool", None)
+    registry.encoders._origins.pop("file_plugin_pool", None)
+
+
+def test_plugins_may_name_a_file_beside_the_recipe(tmp_path, forget_file_plugin):
+    import tomli_w
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    write(folder, "pool.py", PLUGIN_FILE)
+    p = write(
+        folder,
+        "r.toml",
+        'plugins = ["./pool.py"]\n[model.encoder]\ntype = "file_plugin_pool"\nlinear = true\n',
+    )
+    r = recipe.load(p)
+    assert type(r.config.model.encoder).__name__ == "FilePool" and r.config.model.encoder.linear
+    # The resolved recipe names the file by its absolute path, so a run directory reloads it.
+    assert r.config.plugins == (str((folder / "pool.py").resolve()),)
+    elsewhere = write(tmp_path, "resolved.toml", tomli_w.dumps(r.resolved))
+    assert recipe.load(elsewhere).hash == r.hash
+
+
+def test_a_plugin_file_that_fails_is_one_recipe_error(tmp_path):
+    write(tmp_path, "broken.py", "raise RuntimeError('boom')\n")
+    p = write(tmp_path, "r.toml", 'plugins = ["broken.py"]\n')
+    with pytest.raises(RecipeError, match=r"key 'plugins': could not import 'broken\.py' .*boom"):
+        recipe.load(p)
+    with pytest.raises(RecipeError, match=r"could not import 'missing\.py' .*no such file"):
+        recipe.load(write(tmp_path, "m.toml", 'plugins = ["missing.py"]\n'))
+
+
+def test_plugin_names_are_checked_against_their_registry(tmp_path):
+    import dataclasses
+
+    from rectk import registry
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Schema:
+        metrics: tuple[str, ...] = recipe.plugin_names(registry.metrics, ("recall",))
+
+    assert recipe.load(write(tmp_path, "ok.toml", 'metrics = ["ndcg"]\n'), schema=Schema).config
+    p = write(tmp_path, "r.toml", 'metrics = ["ndcg", "ndgc"]\n')
+    with pytest.raises(RecipeError) as err:
+        recipe.load(p, schema=Schema)
+    msg = str(err.value)
+    assert f"{p}: key 'metrics[1]': unknown metric 'ndgc'" in msg and "Did you mean 'ndcg'" in msg
+    # The field's metadata changes nothing in the resolved form (or the hash).
+    assert recipe.load(write(tmp_path, "d.toml", ""), schema=Schema).resolved == {
+        "metrics": ["recall"]
+    }

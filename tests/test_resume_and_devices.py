@@ -1,8 +1,6 @@
-"""Whole runs in fresh processes: 1 vs 8 devices, and SIGKILL then resume."""
+"""Runs in other processes: eight CPU devices against one, and a run killed by SIGKILL."""
 
-import functools
 import json
-import operator
 import os
 import signal
 import subprocess
@@ -12,70 +10,71 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import RECIPES, ROOT, TINY
+from rectk import recipe as recipe_lib
+from rectk.train import train_and_evaluate
+from tests.conftest import RECIPES, ROOT, TINY, assert_same_weights, set_args, weights_at
 
 pytestmark = pytest.mark.slow
 
 
-def command(run_dir, *extra):
-    sets = [*TINY, "train.log_every=1", f"run_dir={run_dir}", *extra]
+def command(overrides, *, cpu_devices=0):
+    """``rectk train`` of the quickstart recipe with ``overrides``, as a user would run it."""
     return [
         sys.executable,
         "-m",
         "rectk.cli",
+        "--cpu-devices",
+        str(cpu_devices),
         "train",
         str(RECIPES / "quickstart.toml"),
-        "--no-progress",
-        *functools.reduce(operator.iadd, (["--set", s] for s in sets), []),
+        *set_args(overrides),
     ]
 
 
-def env(devices):
-    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+def losses(run_dir):
+    log = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["train/loss"] for r in log if "train/loss" in r]
 
 
-def run(run_dir, devices=8, *extra):
+def test_eight_devices_train_the_run_one_device_trains(tiny_run, tmp_path):
+    """Data parallelism over 8 CPU devices: the same losses and metrics as the shared run on
+    one device, within float tolerance (the batch's reductions are split 8 ways)."""
+    overrides = [o for o in tiny_run.overrides if not o.startswith("run_dir=")]
     proc = subprocess.run(
-        command(run_dir, *extra),
+        command([*overrides, f"run_dir={tmp_path}"], cpu_devices=8),
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env=env(devices),
         timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return read(run_dir)
-
-
-def read(run_dir):
-    d = run_dir / "quickstart"
-    results = json.loads((d / "results.json").read_text())
-    log = [json.loads(ln) for ln in (d / "metrics.jsonl").read_text().splitlines()]
-    losses = [r["train/loss"] for r in log if "train/loss" in r]
-    return results, losses
-
-
-def test_one_and_eight_devices_give_the_same_run(tmp_path):
-    r1, l1 = run(tmp_path / "one", 1)
-    r8, l8 = run(tmp_path / "eight", 8)
-    assert len(l1) == len(l8) == 12
-    np.testing.assert_allclose(l1, l8, rtol=2e-4)
+    assert "on 8 data-parallel device(s)" in proc.stdout
+    run = tmp_path / "quickstart"
+    one, eight = losses(tiny_run.path), losses(run)
+    assert len(one) == len(eight) == 12
+    np.testing.assert_allclose(eight, one, rtol=2e-4)
+    results = json.loads((run / "results.json").read_text())
     for scorer in ("model", "popularity"):
-        for k, v in r1["test"][scorer].items():
-            assert r8["test"][scorer][k] == pytest.approx(v, abs=2e-3), k
+        for k, v in tiny_run.results["test"][scorer].items():
+            assert results["test"][scorer][k] == pytest.approx(v, abs=2e-3), k
 
 
-@pytest.mark.parametrize("grouping", ["false", "true"])
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, grouping):
-    extra = ("train.steps=30", "train.checkpoint_every=3", "train.eval_every=10")
-    extra += (f"train.group_by_length={grouping}",)  # length-grouped batches resume as well
-    clean_results, clean_losses = run(tmp_path / "clean", 8, *extra)
-
+def test_a_run_killed_by_sigkill_resumes_to_the_uninterrupted_end(tmp_path):
+    """Killed at any point (here once a checkpoint at step 12 or later exists; length-grouped
+    batches, whose iterator resumes too), the same recipe continues from its last complete
+    checkpoint and ends exactly as a run never killed: losses, results, final parameters."""
+    overrides = [
+        *TINY,
+        "train.steps=30",
+        "train.checkpoint_every=3",
+        "train.eval_every=10",
+        "train.log_every=1",
+        "train.group_by_length=true",
+    ]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        command(killed, *extra),
+        command([*overrides, f"run_dir={killed}"]),
         cwd=ROOT,
-        env=env(8),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -89,23 +88,16 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, grouping):
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    partial = [int(p.name) for p in ckpts.glob("*") if p.name.isdigit()]
-    assert max(partial) < 30
+    assert max(int(p.name) for p in ckpts.glob("*") if p.name.isdigit()) < 30
 
-    resumed_results, resumed_losses = run(killed, 8, *extra)
-    assert resumed_losses == clean_losses
-    assert resumed_results["test"] == clean_results["test"]
-    assert resumed_results["valid"] == clean_results["valid"]
-    assert resumed_results["best_step"] == clean_results["best_step"]
-    # Final parameters are identical too.
-    import orbax.checkpoint as ocp
+    def run(run_dir):
+        recipe = recipe_lib.load(RECIPES / "quickstart.toml", [*overrides, f"run_dir={run_dir}"])
+        return train_and_evaluate(recipe, progress=False, echo=lambda *_: None)
 
-    def final_params(d):
-        with ocp.PyTreeCheckpointer() as c:
-            return c.restore(d / "quickstart" / "checkpoints" / "30" / "state")["params"]
-
-    import jax
-
-    a, b = final_params(tmp_path / "clean"), final_params(killed)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=False):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    resumed, clean = run(killed), run(tmp_path / "clean")
+    assert losses(killed / "quickstart") == losses(tmp_path / "clean" / "quickstart")
+    for key in ("best_step", "stopped", "valid", "test"):
+        assert resumed[key] == clean[key], key
+    assert_same_weights(
+        weights_at(killed / "quickstart", 30), weights_at(tmp_path / "clean" / "quickstart", 30)
+    )

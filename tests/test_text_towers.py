@@ -118,7 +118,8 @@ def test_recommend_includes_new_items_through_their_text(tmp_path):
     import json
 
     from rectk import recipe as recipe_lib
-    from rectk.run import load_run, recommend, train_and_evaluate
+    from rectk.predict import load_run, recommend
+    from rectk.train import train_and_evaluate
     from tests.conftest import RECIPES, TINY
 
     r = recipe_lib.load(

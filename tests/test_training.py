@@ -1,6 +1,8 @@
-"""Training end to end: recompilation, resume, NaN handling (in-process, 8 fake devices)."""
+"""Training end to end, in process: recompilation, resume, NaN handling, checkpoints."""
 
+import dataclasses
 import functools
+import itertools
 import json
 import shutil
 
@@ -13,19 +15,18 @@ from rectk import steps
 from rectk.checkpoint import Checkpoints
 from rectk.data.pipeline import train_dataset
 from rectk.errors import TrainingError
-from rectk.run import prepare, train_and_evaluate
+from rectk.setup import create_state, evaluator, prepare, setup, train_batches
 from rectk.sharding import make_mesh
-from rectk.trainer import evaluator, setup, train_batches
-from tests.conftest import RECIPES
+from rectk.train import train_and_evaluate
+from tests.conftest import RECIPES, assert_same_weights, weights_at
 
 
 def tiny_recipe(overrides):
     return recipe_lib.load(RECIPES / "quickstart.toml", overrides)
 
 
-def test_eight_devices_are_used():
-    assert len(jax.devices()) == 8
-    assert make_mesh().shape["data"] == 8
+def quiet(*_):
+    pass
 
 
 def test_second_train_step_does_not_recompile(tiny_overrides):
@@ -35,7 +36,7 @@ def test_second_train_step_does_not_recompile(tiny_overrides):
     step_fn = steps.jit_train_step(s.bound, s.state_shardings, s.batch_sharding, s.replicated)
     ds = iter(train_dataset(sp.train, max_len=cfg.model.max_len, batch_size=64, epochs=1, seed=0))
     key = jax.random.key(0)
-    state = s.state
+    state = create_state(s)
     losses = []
     for _ in range(3):
         batch = {k: jax.device_put(v, s.batch_sharding) for k, v in next(ds).items()}
@@ -47,26 +48,25 @@ def test_second_train_step_does_not_recompile(tiny_overrides):
 
 def test_strided_training_scores_only_the_trained_positions(tiny_overrides):
     """With train.stride the loss reads a window's last positions only; same value as all."""
-    import dataclasses
-
     cfg = tiny_recipe([*tiny_overrides, "train.stride=3"]).config
     data, sp = prepare(cfg)
     s = setup(cfg, data, sp, make_mesh())
     assert s.bound.target_positions == 3
+    state = create_state(s)
     ds = train_dataset(sp.train, max_len=cfg.model.max_len, batch_size=64, epochs=1, seed=0)
     batch = {k: jax.device_put(v, s.batch_sharding) for k, v in next(iter(ds)).items()}
     full = dataclasses.replace(s.bound, target_positions=0)
     key = jax.random.key(0)
-    _, sliced = jax.jit(functools.partial(steps.train_step, s.bound))(s.state, batch, key)
-    _, whole = jax.jit(functools.partial(steps.train_step, full))(s.state, batch, key)
+    _, sliced = jax.jit(functools.partial(steps.train_step, s.bound))(state, batch, key)
+    _, whole = jax.jit(functools.partial(steps.train_step, full))(state, batch, key)
     # The batch was cut with stride 0: slicing drops real targets, so the losses differ ...
     assert abs(float(sliced["loss"]) - float(whole["loss"])) > 1e-4
     ds = train_dataset(
         sp.train, max_len=cfg.model.max_len, batch_size=64, epochs=1, seed=0, stride=3
     )
     batch = {k: jax.device_put(v, s.batch_sharding) for k, v in next(iter(ds)).items()}
-    _, sliced = jax.jit(functools.partial(steps.train_step, s.bound))(s.state, batch, key)
-    _, whole = jax.jit(functools.partial(steps.train_step, full))(s.state, batch, key)
+    _, sliced = jax.jit(functools.partial(steps.train_step, s.bound))(state, batch, key)
+    _, whole = jax.jit(functools.partial(steps.train_step, full))(state, batch, key)
     # ... and on strided windows they agree: the context positions carry no target.
     np.testing.assert_allclose(float(sliced["loss"]), float(whole["loss"]), rtol=1e-5)
 
@@ -81,6 +81,7 @@ def test_length_grouped_batches_train_the_loss_of_full_windows(tiny_overrides):
     s = setup(cfg, data, sp, make_mesh())
     step = jax.jit(functools.partial(steps.train_step, s.bound))
     key = jax.random.key(0)
+    state = create_state(s)
 
     def put(batch):
         return {k: jax.device_put(v, s.batch_sharding) for k, v in batch.items()}
@@ -93,8 +94,8 @@ def test_length_grouped_batches_train_the_loss_of_full_windows(tiny_overrides):
         full = {
             k: np.pad(v, ((0, 0), (24 - width, 0))) if v.ndim == 2 else v for k, v in batch.items()
         }
-        _, cut = step(s.state, put(batch), key)
-        _, whole = step(s.state, put(full), key)
+        _, cut = step(state, put(batch), key)
+        _, whole = step(state, put(full), key)
         for name in ("loss", "grad_norm"):
             np.testing.assert_allclose(float(cut[name]), float(whole[name]), rtol=1e-5)
         checked.add(width)
@@ -102,53 +103,108 @@ def test_length_grouped_batches_train_the_loss_of_full_windows(tiny_overrides):
 
 
 def test_length_grouping_refuses_an_encoder_that_reads_padding(tiny_overrides, monkeypatch):
+    from rectk.contracts import EncoderTraits
     from rectk.errors import RectkError
-    from rectk_plugins.encoders.sasrec import SASRec
+    from rectk_plugins.encoders.sasrec import SASRecConfig
 
-    monkeypatch.setattr(SASRec, "variable_length", False)
+    monkeypatch.setattr(SASRecConfig, "traits", EncoderTraits(variable_length=False))
     cfg = tiny_recipe([*tiny_overrides, "train.group_by_length=true"]).config
     data, sp = prepare(cfg)
     with pytest.raises(RectkError, match=r"group_by_length.*'sasrec'.*variable_length"):
         setup(cfg, data, sp, make_mesh())
 
 
-def test_run_writes_record_and_is_reproducible(tiny_overrides, tmp_path):
-    r = tiny_recipe(tiny_overrides)
-    summary = train_and_evaluate(r, progress=False, echo=lambda *_: None)
-    run_dir = tmp_path / "runs" / "quickstart"
-    record = json.loads((run_dir / "run.json").read_text())
-    assert (
-        record["recipe_hash"] == r.hash
-        and record["data_fingerprint"] == summary["data_fingerprint"]
-    )
-    assert recipe_lib.load(run_dir / "recipe.toml").hash == r.hash
-    assert (run_dir / "metrics.jsonl").is_file() and list((run_dir / "tensorboard").iterdir())
-    assert set(summary["test"]) == {"model", "popularity"}
-    # Same recipe, fresh directory: identical results.
-    again = tiny_recipe([*tiny_overrides[:-1], f"run_dir={tmp_path / 'again'}"])
-    assert (
-        train_and_evaluate(again, progress=False, echo=lambda *_: None)["test"] == summary["test"]
-    )
+def test_a_run_directory_records_recipe_data_versions_and_metrics(tiny_run):
+    record = json.loads((tiny_run.path / "run.json").read_text())
+    recipe = tiny_recipe(list(tiny_run.overrides))
+    assert record["recipe_hash"] == recipe.hash == tiny_run.results["recipe_hash"]
+    assert record["data_fingerprint"] == tiny_run.results["data_fingerprint"]
+    assert {"rectk", "jax", "jaxlib", "flax", "optax", "orbax", "grain"} <= set(record)
+    assert recipe_lib.load(tiny_run.path / "recipe.toml").hash == recipe.hash
+    assert set(tiny_run.results["test"]) == {"model", "popularity"}
+    log = [json.loads(line) for line in (tiny_run.path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in log if "train/loss" in r]
+    assert [r["step"] for r in train] == list(range(1, 13))  # train.log_every = 1
+    # the learning rate of each step's update: warm-up from 0 over 2 updates, then decay
+    lr = [r["train/lr"] for r in train]
+    assert lr[0] == 0.0 and lr[2] == pytest.approx(recipe.config.train.lr) and lr[-1] < lr[2]
+    # TensorBoard tags are the metrics.jsonl keys themselves ("valid/ndcg@10")
+    keys = {k for r in log for k in r if k != "step"}
+    assert "valid/ndcg@10" in keys and _tensorboard_tags(tiny_run.path / "tensorboard") == keys
 
 
-def test_eval_batch_size_does_not_change_metrics(tiny_overrides, tmp_path):
-    results = []
-    for bs in (8, 64):
-        r = tiny_recipe(
-            [
-                *tiny_overrides[:-1],
-                f"run_dir={tmp_path / str(bs)}",
-                f"eval.batch_size={bs}",
-                "train.steps=6",
-            ]
-        )
-        results.append(train_and_evaluate(r, progress=False, echo=lambda *_: None))
-    assert results[0]["test"] == results[1]["test"]
-    assert results[0]["valid"] == results[1]["valid"]
+def _tensorboard_tags(folder) -> set[str]:
+    """The scalar tags of the event files in ``folder`` (TFRecord framing, read directly)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    tags = set()
+    for path in folder.iterdir():
+        data, i = path.read_bytes(), 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i : i + 8])
+            event = Event.FromString(data[i + 12 : i + 12 + n])
+            tags |= {v.tag for v in event.summary.value}
+            i += 12 + n + 4
+    return tags
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_overrides, tmp_path):
-    base = [*tiny_overrides, "train.checkpoint_every=1", "train.steps=40", "train.eval_every=100"]
+class _Stop(Exception):
+    """Stands for a run interrupted between two steps."""
+
+
+def test_a_stopped_run_restarted_ends_as_an_uninterrupted_one(tiny_run, tmp_path, monkeypatch):
+    """Stopped after step 9 (its last checkpoint: the validation at step 6), the same recipe
+    resumes at step 6 and ends exactly as the uninterrupted run: the same metrics.jsonl line
+    for line, the same results and the same final parameters. (A real SIGKILL, in another
+    process: tests/test_resume_and_devices.py.)"""
+    overrides = [o for o in tiny_run.overrides if not o.startswith("run_dir=")]
+    recipe = tiny_recipe([*overrides, f"run_dir={tmp_path}"])
+    jit_train_step = steps.jit_train_step
+
+    def stopping_after(n):
+        def jit(*args, **kwargs):
+            step_fn, calls = jit_train_step(*args, **kwargs), []
+
+            def step(state, batch, key):
+                calls.append(1)
+                if len(calls) > n:
+                    raise _Stop
+                return step_fn(state, batch, key)
+
+            return step
+
+        return jit
+
+    with monkeypatch.context() as m:
+        m.setattr(steps, "jit_train_step", stopping_after(9))
+        with pytest.raises(_Stop):
+            train_and_evaluate(recipe, progress=False, echo=quiet)
+    run = tmp_path / "quickstart"
+    with_checkpoints = Checkpoints(run / "checkpoints", keep=2)
+    assert with_checkpoints.all_steps() == [6]
+    with_checkpoints.close()
+    said = []
+    resumed = train_and_evaluate(recipe, progress=False, echo=said.append)
+    assert "resuming from the checkpoint at step 6" in said
+
+    assert (run / "metrics.jsonl").read_text() == (tiny_run.path / "metrics.jsonl").read_text()
+    for key in ("best_step", "last_step", "stopped", "valid", "test"):
+        assert resumed[key] == tiny_run.results[key], key
+    assert_same_weights(weights_at(run, 12), weights_at(tiny_run.path, 12))
+
+
+@pytest.mark.parametrize("fetch", ["every step", "every 3rd step"])
+def test_a_nan_loss_stops_the_run_naming_its_step_and_the_last_good_checkpoint(
+    tiny_overrides, tmp_path, fetch
+):
+    """The loss is read back at log, validation, checkpoint and epoch-end steps only; the
+    error still names the first step whose loss was not finite, and no checkpoint is kept
+    after it."""
+    every = 1 if fetch == "every step" else 3
+    base = [*tiny_overrides, f"train.checkpoint_every={every}", "train.steps=40"]
+    base += ["train.eval_every=100", "train.log_every=100"]
     cfg = tiny_recipe(base).config
     _, sp = prepare(cfg)
     ds = train_dataset(sp.train, max_len=cfg.model.max_len, batch_size=64, epochs=10, seed=cfg.seed)
@@ -156,30 +212,36 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_overrides, tmp_path)
     poison = None
     for n, batch in enumerate(ds):
         targets = set(np.unique(batch["target"]).tolist()) - {0}
-        if n >= 3:
+        if n >= 3 and (every == 1 or (n + 1) % every):  # every 3rd: not read back at once
             fresh = sorted(targets - seen)
             if fresh:
                 poison, poison_step = fresh[0], n + 1
                 break
         seen |= targets
     assert poison is not None
-    r = recipe_lib.load(
-        RECIPES / "quickstart.toml",
-        [*base, 'plugins=["tests.nan_plugin"]', f'loss={{type="nan_on_item", item={poison}}}'],
+    r = tiny_recipe(
+        [*base, 'plugins=["tests.nan_plugin"]', f'loss={{type="nan_on_item", item={poison}}}']
     )
     with pytest.raises(TrainingError) as err:
-        train_and_evaluate(r, progress=False, echo=lambda *_: None)
+        train_and_evaluate(r, progress=False, echo=quiet)
+    kept = (poison_step - 1) // every * every
     msg = str(err.value)
-    assert f"at step {poison_step}" in msg and f"checkpoint (step {poison_step - 1})" in msg
+    assert f"at step {poison_step};" in msg and f"checkpoint (step {kept})" in msg
     ckpt = Checkpoints(tmp_path / "runs" / "quickstart" / "checkpoints", keep=2)
-    assert ckpt.latest_step() == poison_step - 1
+    assert ckpt.latest_step() == kept
     ckpt.close()
 
 
-def test_bfloat16_compute_trains(tiny_overrides):
-    r = tiny_recipe([*tiny_overrides, "train.dtype=bfloat16", "train.steps=6"])
-    summary = train_and_evaluate(r, progress=False, echo=lambda *_: None)
-    assert 0.0 <= summary["test"]["model"]["ndcg@10"] <= 1.0
+def test_bfloat16_compute_trains_float32_weights(tiny_overrides):
+    cfg = tiny_recipe([*tiny_overrides, "train.dtype=bfloat16"]).config
+    data, sp = prepare(cfg)
+    s = setup(cfg, data, sp, make_mesh())
+    step_fn = steps.jit_train_step(s.bound, s.state_shardings, s.batch_sharding, s.replicated)
+    state = create_state(s)
+    for batch in itertools.islice(train_batches(s, sp), 3):
+        state, m = step_fn(state, jax.device_put(batch, s.batch_sharding), jax.random.key(0))
+        assert np.isfinite(float(m["loss"]))
+    assert {x.dtype for x in jax.tree.leaves(state["params"])} == {np.dtype("float32")}
 
 
 def test_gradient_accumulation_averages_micro_batches():
@@ -255,7 +317,8 @@ def test_item_bias_adds_a_learned_offset_to_every_score(tiny_overrides):
     cfg = tiny_recipe([*tiny_overrides, "model.item_bias=true", "loss.type=softmax_ce"]).config
     data, sp = prepare(cfg)
     s = setup(cfg, data, sp, make_mesh())
-    model = s.bound.model(s.state["params"], s.state["rest"])
+    state = create_state(s)
+    model = s.bound.model(state["params"], state["rest"])
     table = model.item_table()
     v = table.shape[0]
     bias = jax.random.normal(jax.random.key(1), (v,))
@@ -283,7 +346,7 @@ def test_item_bias_adds_a_learned_offset_to_every_score(tiny_overrides):
     np.testing.assert_allclose(float(loss), ce.mean(), rtol=1e-5)  # padding item 0 excluded
 
     # Ranking: an item given a bias far above every score comes first for every learner.
-    weights = _weights_with_bias(s, jnp.zeros(v).at[7].set(1e4))
+    weights = _weights_with_bias(s, state, jnp.zeros(v).at[7].set(1e4))
     ev = evaluator(s, sp.valid)
     batch = ev._put(ev.batches[0])  # as evaluation places it on the mesh
     _, ids = jax.jit(functools.partial(steps.model_top_k, s.bound, s.num_items, s.chunk, 3))(
@@ -295,20 +358,18 @@ def test_item_bias_adds_a_learned_offset_to_every_score(tiny_overrides):
     # Training moves the biases (they start at zero).
     ds = train_dataset(sp.train, max_len=cfg.model.max_len, batch_size=64, epochs=1, seed=0)
     batch = {k: jax.device_put(v_, s.batch_sharding) for k, v_ in next(iter(ds)).items()}
-    new, _ = jax.jit(functools.partial(steps.train_step, s.bound))(
-        s.state, batch, jax.random.key(0)
-    )
+    new, _ = jax.jit(functools.partial(steps.train_step, s.bound))(state, batch, jax.random.key(0))
     learned = np.asarray(s.bound.model(new["params"], new["rest"]).item_bias[...])
     assert np.abs(learned).max() > 0
 
 
-def _weights_with_bias(s, bias):
+def _weights_with_bias(s, state, bias):
     """The train state's weights with the item bias replaced (split as the state is)."""
     from flax import nnx
 
     from rectk.model import trainable_filter
 
-    model = s.bound.model(s.state["params"], s.state["rest"])
+    model = s.bound.model(state["params"], state["rest"])
     model.item_bias[...] = bias
     _, params, rest = nnx.split(model, trainable_filter(model), ...)
     return {"params": params, "rest": rest}

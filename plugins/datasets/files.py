@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from rectk import registry
+from rectk.contracts import DatasetPlugin
 from rectk.data import readers
 from rectk.data.types import Catalogue, Dataset
 from rectk.recipe import registered
@@ -15,7 +16,7 @@ from rectk.recipe import registered
 
 @registered(registry.datasets, "csv")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class DelimitedFile:
+class DelimitedFile(DatasetPlugin):
     """A CSV/TSV file with a header naming its columns (``time``/``value`` may be "").
 
     ``catalogue``: optional CSV with a header (``item_id``, ``title``, ``description``
@@ -47,7 +48,7 @@ class DelimitedFile:
         )
         catalogue = None
         if ids is not None:
-            from rectk.data.catalogue_io import read_prerequisites
+            from .university.catalogue_io import read_prerequisites
 
             edges = (
                 read_prerequisites(self.prerequisites, inter.item_ids).pairs
@@ -67,7 +68,7 @@ class DelimitedFile:
 
 @registered(registry.datasets, "atomic")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class AtomicFile:
+class AtomicFile(DatasetPlugin):
     """A RecBole atomic ``.inter`` file; titles come from the ``.item`` file beside it, if any.
 
     ``min_rating``: keep interactions whose rating is at least this (0 = keep all).
@@ -97,7 +98,7 @@ class AtomicFile:
 
 @registered(registry.datasets, "sequences")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SequenceFile:
+class SequenceFile(DatasetPlugin):
     """One line per user, ``user item item ...`` in time order (S3Rec/ICLRec format)."""
 
     path: str

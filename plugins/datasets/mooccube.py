@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 
 from rectk import registry
+from rectk.contracts import DatasetPlugin
 from rectk.data import readers
 from rectk.data.types import Dataset
 from rectk.errors import DataError
@@ -42,7 +43,7 @@ def read_enrolments(path: str | Path) -> tuple[list[str], list[str]]:
 
 @registered(registry.datasets, "mooccube")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class MOOCCube:
+class MOOCCube(DatasetPlugin):
     """MOOCCube enrolments: 7,157 learners, 215 courses, 32,086 enrolments (label-1 rows of
     KGAN's ``ratings_final.txt``; its label-0 rows are sampled negatives and are dropped).
 

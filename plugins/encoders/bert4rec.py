@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
 
 import jax.numpy as jnp
 from flax import nnx
 
 from rectk import registry
+from rectk.contracts import BuildContext, EncoderPlugin, EncoderTraits
 from rectk.recipe import registered
-from rectk_plugins.encoders.layers import TransformerStack, check_stack_config, dense, gelu
+
+from .layers import TransformerStack, check_stack_config, dense, gelu
 
 
 class BERT4Rec(nnx.Module):
-    variable_length = True  # a window left-trimmed of padding gives the same states
-
     def __init__(self, cfg: BERT4RecConfig, *, dim: int, max_len: int, rngs: nnx.Rngs):
         self.stack = TransformerStack(cfg, dim=dim, max_len=max_len, rngs=rngs)
         # The paper's output transform before the dot product with the item embeddings.
@@ -35,7 +34,7 @@ class BERT4Rec(nnx.Module):
 
 @registered(registry.encoders, "bert4rec")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class BERT4RecConfig:
+class BERT4RecConfig(EncoderPlugin):
     """Bidirectional transformer encoder with learned positions: every position attends to
     every item of the window. Train it with ``[task] type = "masked_item"`` (the Cloze task).
     Next-item training would show each position its own target, so ``next_item`` takes it only
@@ -46,10 +45,11 @@ class BERT4RecConfig:
     ``output_transform``: the paper's dense + GELU + layer norm over the encoder's output before
     the dot product with the item embeddings (BERT's masked-LM head); ``false`` scores the
     encoder's output directly, as SASRec does (on Amazon Beauty that validates higher: see
-    docs/benchmarks.md).
+    docs/notes/2026-11-30-bert4rec-gap.md).
     """
 
-    bidirectional: ClassVar[bool] = True
+    # Left-trimmed windows give the same states; every position attends to later ones.
+    traits = EncoderTraits(variable_length=True, bidirectional=True)
 
     layers: int = 2
     heads: int = 2
@@ -63,6 +63,5 @@ class BERT4RecConfig:
     def __post_init__(self):
         check_stack_config(self)
 
-    def build(self, *, dim: int, max_len: int, num_users: int, rngs: nnx.Rngs) -> BERT4Rec:
-        del num_users
-        return BERT4Rec(self, dim=dim, max_len=max_len, rngs=rngs)
+    def build(self, ctx: BuildContext) -> BERT4Rec:
+        return BERT4Rec(self, dim=ctx.dim, max_len=ctx.max_len, rngs=ctx.rngs)

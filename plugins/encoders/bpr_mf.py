@@ -9,28 +9,30 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rectk import registry
+from rectk.contracts import BuildContext, EncoderPlugin, EncoderTraits
 from rectk.recipe import registered
 
 
 class UserTable(nnx.Module):
-    variable_length = True  # a window left-trimmed of padding gives the same states
-
     def __init__(self, num_users: int, dim: int, *, init_std: float, rngs: nnx.Rngs):
         init = nnx.with_partitioning(nnx.initializers.normal(init_std), ("users", "embed"))
         self.embedding = nnx.Param(init(rngs.params(), (num_users, dim)))
 
-    def __call__(self, emb_bld, mask_bl, *, users_b=None, rngs=None) -> jax.Array:
+    def __call__(
+        self, emb_bld, mask_bl, *, users_b=None, rngs=None, last_only: bool = False
+    ) -> jax.Array:
         del mask_bl, rngs
         if users_b is None:
             raise ValueError("bpr_mf needs the learners' ids (users_b); it ignores the history")
         table_ud = self.embedding[...].at[0].set(0.0)  # id 0: padding rows, unknown learners
         user_bd = jnp.take(table_ud, users_b, axis=0).astype(emb_bld.dtype)
-        return jnp.broadcast_to(user_bd[:, None, :], emb_bld.shape)
+        b, length, d = emb_bld.shape
+        return jnp.broadcast_to(user_bd[:, None, :], (b, 1 if last_only else length, d))
 
 
 @registered(registry.encoders, "bpr_mf")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class BPRMFConfig:
+class BPRMFConfig(EncoderPlugin):
     """A learned vector per learner, the same at every position; the history is ignored.
 
     With ``loss.type = "bpr"`` this is BPR-MF. It only knows the learners it trained on: a new
@@ -39,8 +41,9 @@ class BPRMFConfig:
     than the item tower's, as the user vector alone carries the learner into the scores.
     """
 
+    traits = EncoderTraits(variable_length=True)  # the same state at every position
+
     init_std: float = 0.1
 
-    def build(self, *, dim: int, max_len: int, num_users: int, rngs: nnx.Rngs) -> UserTable:
-        del max_len
-        return UserTable(num_users, dim, init_std=self.init_std, rngs=rngs)
+    def build(self, ctx: BuildContext) -> UserTable:
+        return UserTable(ctx.num_users, ctx.dim, init_std=self.init_std, rngs=ctx.rngs)

@@ -9,13 +9,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rectk import registry
+from rectk.contracts import BuildContext, EncoderPlugin, EncoderTraits
 from rectk.recipe import registered
-from rectk_plugins.encoders.layers import dense, dropout
+
+from .layers import dense, dropout
 
 
 class Caser(nnx.Module):
-    variable_length = True  # a window left-trimmed of padding gives the same states
-
     def __init__(self, cfg: CaserConfig, *, dim: int, num_users: int, rngs: nnx.Rngs):
         part, normal = nnx.with_partitioning, nnx.initializers.normal(cfg.init_std)
         w, n_h, n_v = cfg.window, cfg.horizontal, cfg.vertical
@@ -47,7 +47,9 @@ class Caser(nnx.Module):
         )
         self.rate = cfg.dropout
 
-    def __call__(self, emb_bld, mask_bl, *, users_b=None, rngs=None) -> jax.Array:
+    def __call__(
+        self, emb_bld, mask_bl, *, users_b=None, rngs=None, last_only: bool = False
+    ) -> jax.Array:
         b, length, d = emb_bld.shape
         # Unit-scale inputs; padding stays zero, as the paper pads short sequences.
         emb_bld = self.norm(emb_bld) * mask_bl[..., None]
@@ -68,12 +70,13 @@ class Caser(nnx.Module):
                 raise ValueError("caser with user_embedding needs the learners' ids (users_b)")
             user_bd = jnp.take(self.users[...], users_b, axis=0).astype(z_bld.dtype)
             z_bld = jnp.concatenate([z_bld, jnp.broadcast_to(user_bd[:, None], z_bld.shape)], -1)
-        return self.out(z_bld)
+        h_bld = self.out(z_bld)
+        return h_bld[:, -1:] if last_only else h_bld
 
 
 @registered(registry.encoders, "caser")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class CaserConfig:
+class CaserConfig(EncoderPlugin):
     """Horizontal and vertical convolutions over the last ``window`` item embeddings.
 
     Computed causally at every position ``t`` over the window ending at ``t`` (left-padded with
@@ -85,6 +88,8 @@ class CaserConfig:
     a learned per-learner vector, concatenated before the output layer, as in the paper (a new
     learner, id 0, gets the untrained padding row).
     """
+
+    traits = EncoderTraits(variable_length=True)  # left-trimmed windows give the same states
 
     window: int = 5
     horizontal: int = 16
@@ -99,6 +104,5 @@ class CaserConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("encoder.dropout must lie in [0, 1)")
 
-    def build(self, *, dim: int, max_len: int, num_users: int, rngs: nnx.Rngs) -> Caser:
-        del max_len
-        return Caser(self, dim=dim, num_users=num_users, rngs=rngs)
+    def build(self, ctx: BuildContext) -> Caser:
+        return Caser(self, dim=ctx.dim, num_users=ctx.num_users, rngs=ctx.rngs)

@@ -9,8 +9,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rectk import registry
+from rectk.contracts import BuildContext, EncoderPlugin, EncoderTraits
 from rectk.recipe import registered
-from rectk_plugins.encoders.layers import dropout
+
+from .layers import dropout
 
 
 def _linear(din: int, dout: int, axes: tuple, rngs: nnx.Rngs) -> nnx.Linear:
@@ -51,12 +53,6 @@ def run_gru(cell: nnx.GRUCell, hidden: int, x_bld: jax.Array, mask_bl: jax.Array
 
 
 class GRU4Rec(nnx.Module):
-    variable_length = True  # a window left-trimmed of padding gives the same states
-    # Ranking without XLA:CPU's YNNPACK fusions: the scan's small per-step products ran 1.4x
-    # slower with them (benchmarks/eval_speed.py recipes/ml100k_gru4rec.toml: 0.026 against
-    # 0.018 s per evaluation).
-    library_dots = False
-
     def __init__(self, cfg: GRU4RecConfig, *, dim: int, rngs: nnx.Rngs):
         self.hidden = cfg.hidden or dim
         self.norm = nnx.LayerNorm(dim, rngs=rngs)
@@ -69,17 +65,20 @@ class GRU4Rec(nnx.Module):
         self.out = _linear(self.hidden, dim, ("mlp", "embed"), rngs)
         self.rate = cfg.dropout
 
-    def __call__(self, emb_bld, mask_bl, *, users_b=None, rngs=None) -> jax.Array:
+    def __call__(
+        self, emb_bld, mask_bl, *, users_b=None, rngs=None, last_only: bool = False
+    ) -> jax.Array:
         del users_b
         x_blh = dropout(self.norm(emb_bld), self.rate, rngs)
         for cell in self.cells:
             x_blh = dropout(run_gru(cell, self.hidden, x_blh, mask_bl), self.rate, rngs)
-        return self.out(x_blh)
+        h_bld = self.out(x_blh)
+        return h_bld[:, -1:] if last_only else h_bld
 
 
 @registered(registry.encoders, "gru4rec")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class GRU4RecConfig:
+class GRU4RecConfig(EncoderPlugin):
     """Stacked GRUs over the layer-normalised item embeddings, then a linear map to
     ``model.dim``.
 
@@ -88,6 +87,11 @@ class GRU4RecConfig:
     full-scale input; without it the GRU learns several times slower.
     ``hidden``: GRU width (0 = model.dim). ``dropout``: on the inputs and after each layer.
     """
+
+    # Left-trimmed windows give the same states. Ranking compiles without XLA:CPU's YNNPACK
+    # fusions: the scan's small per-step products run slower with them
+    # (benchmarks/eval_speed.py; docs/notes/2026-11-29-eval-speed.md).
+    traits = EncoderTraits(variable_length=True, library_dots=False)
 
     layers: int = 1
     hidden: int = 0
@@ -99,6 +103,5 @@ class GRU4RecConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("encoder.dropout must lie in [0, 1)")
 
-    def build(self, *, dim: int, max_len: int, num_users: int, rngs: nnx.Rngs) -> GRU4Rec:
-        del max_len, num_users
-        return GRU4Rec(self, dim=dim, rngs=rngs)
+    def build(self, ctx: BuildContext) -> GRU4Rec:
+        return GRU4Rec(self, dim=ctx.dim, rngs=ctx.rngs)

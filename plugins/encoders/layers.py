@@ -23,9 +23,8 @@ def dense(din: int, dout: int, axes: tuple[str, str], std: float, rngs: nnx.Rngs
 def gelu(x: jax.Array) -> jax.Array:
     """Exact GELU, ``x * Phi(x)``, as ``0.5 x (1 + erf(x / sqrt 2))`` (PyTorch's and BERT's
     formula). ``jax.nn.gelu(approximate=False)`` evaluates ``erfc`` instead, which keeps relative
-    precision in the far negative tail, where GELU is within 1e-6 of zero anyway, and ran 2.6x
-    slower on our CPU: 1.49 against 0.58 ms for a ``[256, 50, 256]`` feed-forward activation,
-    about a tenth of a SASRec layer's forward pass."""
+    precision in the far negative tail, where GELU is within 1e-6 of zero anyway, and is several
+    times slower on a CPU (docs/notes/2026-11-29-eval-speed.md)."""
     return x * 0.5 * (1.0 + jax.lax.erf(x * np.sqrt(0.5).astype(x.dtype)))
 
 
@@ -106,6 +105,7 @@ class SelfAttention(nnx.Module):
         logits_bhs = jnp.where(allowed_bs[:, None], logits_bhs, jnp.finfo(logits_bhs.dtype).min)
         probs_bhs = jax.nn.softmax(logits_bhs.astype(jnp.float32), axis=-1).astype(dtype)
         mean_bhd = jnp.einsum("bhs,bsd->bhd", probs_bhs, x_bsd)
+        assert self.value.bias is not None  # dense() layers have a bias
         ctx_bhk = jnp.einsum("bhd,dhk->bhk", mean_bhd, wv_dhk) + self.value.bias[...].astype(
             dtype
         ).reshape(h, d // h)
@@ -119,12 +119,9 @@ def _inference_context(
     ``[T, K] x [K, S]`` and ``[T, S] x [S, K]`` products per (learner, head), and the softmax's
     division applied to the ``[T, K]`` context instead of the ``[T, S]`` weights.
 
-    The same values as the training path's (to float rounding). On our 2-core CPU, for
-    SASRec's evaluation shape (256 learners x 50 positions, 2 heads of 32), the attention core
-    took 2.3 ms this way against 5.1 ms for the training path's form, jitted with XLA's
-    defaults, median of 21 (an ad-hoc timing); a whole ml-100k evaluation took about a tenth
-    less (``benchmarks/eval_speed.py``, docs/benchmarks.md). Its gradient was slower than the
-    training path's (7.5 against 6.8 ms), so training keeps that one.
+    The same values as the training path's (to float rounding), and faster on a CPU for the
+    evaluation shapes; its gradient is slower, so training keeps the other form
+    (docs/notes/2026-11-29-eval-speed.md).
     """
     dtype = q_bthk.dtype
     q_bhtk = q_bthk.transpose(0, 2, 1, 3) / jnp.sqrt(q_bthk.shape[-1]).astype(dtype)

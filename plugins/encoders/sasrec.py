@@ -8,13 +8,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rectk import registry
+from rectk.contracts import BuildContext, EncoderPlugin, EncoderTraits
 from rectk.recipe import registered
-from rectk_plugins.encoders.layers import TransformerStack, check_stack_config
+
+from .layers import TransformerStack, check_stack_config
 
 
 class SASRec(nnx.Module):
-    variable_length = True  # a window left-trimmed of padding gives the same states
-
     def __init__(self, cfg: SASRecConfig, *, dim: int, max_len: int, rngs: nnx.Rngs):
         self.stack = TransformerStack(cfg, dim=dim, max_len=max_len, rngs=rngs)
 
@@ -27,11 +27,13 @@ class SASRec(nnx.Module):
 
 @registered(registry.encoders, "sasrec")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SASRecConfig:
+class SASRecConfig(EncoderPlugin):
     """Causal transformer encoder with learned positions.
 
     ``inner``: feed-forward width (0 = 4 x model.dim).
     """
+
+    traits = EncoderTraits(variable_length=True)  # left-trimmed windows give the same states
 
     layers: int = 2
     heads: int = 2
@@ -44,6 +46,5 @@ class SASRecConfig:
     def __post_init__(self):
         check_stack_config(self)
 
-    def build(self, *, dim: int, max_len: int, num_users: int, rngs: nnx.Rngs) -> SASRec:
-        del num_users
-        return SASRec(self, dim=dim, max_len=max_len, rngs=rngs)
+    def build(self, ctx: BuildContext) -> SASRec:
+        return SASRec(self, dim=ctx.dim, max_len=ctx.max_len, rngs=ctx.rngs)

@@ -13,8 +13,10 @@ import jax
 import jax.numpy as jnp
 
 from rectk import registry
+from rectk.contracts import LossPlugin
 from rectk.recipe import registered
-from rectk_plugins.losses.common import negative_scores, target_scores, weighted_mean
+
+from .common import negative_scores, target_scores, weighted_mean
 
 
 def bpr(pos_n, neg_nk, valid_nk, weight_n) -> jax.Array:
@@ -43,7 +45,7 @@ def gbce_beta(num_negatives: int, num_items: int, t: float) -> float:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class _UniformNegatives:
+class _UniformNegatives(LossPlugin):
     """Draws uniform negatives with ``key`` and scores them; subclasses give ``_loss``."""
 
     num_negatives: int = 1

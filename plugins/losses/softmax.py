@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rectk import registry
+from rectk.contracts import LossPlugin
 from rectk.recipe import registered
-from rectk_plugins.losses.common import negative_scores, target_scores, weighted_mean
-from rectk_plugins.losses.sampling import Sampler, sample_negatives
+
+from .common import negative_scores, target_scores, weighted_mean
+from .sampling import Sampler, sample_negatives
 
 
 def _full_ce_rows(head, user_nd, table_vd, target_n) -> jax.Array:
@@ -26,15 +27,15 @@ def _full_ce_rows(head, user_nd, table_vd, target_n) -> jax.Array:
 
 @registered(registry.losses, "softmax_ce")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SoftmaxCE:
+class SoftmaxCE(LossPlugin):
     """Full-softmax cross-entropy over every item (the padding item excluded).
 
     ``chunk_rows``: rows are scored ``chunk_rows`` at a time, real rows first, and chunks of
     padding only are skipped, so short histories in long windows cost little and no
     ``[N, V]`` matrix larger than ``chunk_rows x V`` is built. 0 (the default) picks the
     power of two, between 128 and 8192, nearest below ``2**23 / V`` rows (about 32 MiB of
-    float32 scores a chunk): on Amazon Beauty (V = 12,102) that is 512 rows, which trained
-    1.7x faster per step than 2048 on our 2-core CPU (``benchmarks/ce_chunks.py``).
+    float32 scores a chunk), small enough to stay in a CPU's caches (measured by
+    ``benchmarks/ce_chunks.py``; docs/notes/2026-11-29-ce-chunks.md).
     Each chunk is rematerialised in the backward pass, which then also holds one chunk's
     scores at a time.
     """
@@ -105,7 +106,7 @@ def sampled_softmax(
 
 @registered(registry.losses, "sampled_softmax")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SampledSoftmax:
+class SampledSoftmax(LossPlugin):
     """Softmax cross-entropy over the target and ``num_negatives`` sampled items shared by the
     batch, with the logQ correction (Bengio & Senecal 2008; Yi et al. 2019).
 
@@ -126,11 +127,11 @@ class SampledSoftmax:
         if not 0.0 <= self.mix <= 1.0:
             raise ValueError("loss.mix must lie in [0, 1]")
 
-    def prepare(self, *, item_counts):
+    def prepare(self, *, item_counts: np.ndarray) -> LossPlugin:
         """This loss with the training count of every item id bound (popularity sampler)."""
         if self.sampler != "popularity":
             return self
-        return functools.partial(self, item_counts=np.asarray(item_counts, np.float32))
+        return _WithItemCounts(self, np.asarray(item_counts, np.float32))
 
     def __call__(self, *, head, user_nd, table_vd, target_n, weight_n, key, item_counts=None):
         negatives_k, log_count_k = sample_negatives(
@@ -164,4 +165,24 @@ class SampledSoftmax:
             negatives[None, :] == target_n[:, None],
             log_count if self.logq_correction else None,
             weight_n,
+        )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _WithItemCounts(LossPlugin):
+    """A sampled softmax with the training item counts bound (what ``prepare`` returns for
+    the popularity sampler)."""
+
+    loss: SampledSoftmax
+    item_counts: np.ndarray
+
+    def __call__(self, *, head, user_nd, table_vd, target_n, weight_n, key) -> jax.Array:
+        return self.loss(
+            head=head,
+            user_nd=user_nd,
+            table_vd=table_vd,
+            target_n=target_n,
+            weight_n=weight_n,
+            key=key,
+            item_counts=self.item_counts,
         )

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from rectk_plugins.encoders.layers import gelu
+from ..encoders.layers import gelu
 
 LORA_TARGETS = ("query", "key", "value", "output")
 

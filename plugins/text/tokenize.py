@@ -108,8 +108,8 @@ def encode_texts(
         model: the encoder.
         tokenizer: its tokenizer (:func:`load_tokenizer`).
         texts: the texts.
-        batch_size: texts per forward call; every call has exactly this many rows. On CPU, 16
-            measured fastest (about 1.75x the throughput of 64); accelerators want more.
+        batch_size: texts per forward call; every call has exactly this many rows. Small batches
+            suit a CPU (docs/notes/2026-11-29-text-towers.md); accelerators want more.
         max_length: texts are truncated to this many tokens ([CLS] and [SEP] included).
         pooling: ``"mean"`` (masked mean of the last hidden states) or ``"cls"``.
         normalize: scale every embedding to unit L2 norm.
