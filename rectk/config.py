@@ -8,12 +8,19 @@ checks both against :func:`defaults`.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from rectk import registry
 from rectk.recipe import plugin, plugin_names
 
 _frozen = dataclasses.dataclass(frozen=True, kw_only=True)
+
+
+def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
+    """Raises the one message a value out of its range gets: the key, the range, the value."""
+    if not ok:
+        raise ValueError(f"{key} must be {allowed}, got {value!r}")
 
 
 @_frozen
@@ -31,6 +38,13 @@ class SplitConfig:
     test_fraction: float = 0.1
     cold_items: float = 0.0  # share of items held out entirely (new-item evaluation)
     seed: int = 0  # chooses the held-out items
+
+    def __post_init__(self):
+        for key in ("valid_fraction", "test_fraction", "cold_items"):
+            value = getattr(self, key)
+            _require(0.0 <= value < 1.0, f"split.{key}", "in [0, 1)", value)
+        total = self.valid_fraction + self.test_fraction
+        _require(total < 1.0, "split.valid_fraction + split.test_fraction", "below 1", total)
 
 
 @_frozen
@@ -81,6 +95,25 @@ class TrainConfig:
             raise ValueError("train.stride must be >= 0 (0 = model.max_len)")
         if self.epochs <= 0 and self.steps <= 0:
             raise ValueError("set train.epochs or train.steps to a positive number")
+        _require(self.lr > 0.0, "train.lr", "positive", self.lr)
+        for key in (
+            "epochs",
+            "steps",
+            "warmup_steps",
+            "eval_every",
+            "checkpoint_every",
+            "patience",
+        ):
+            _require(getattr(self, key) >= 0, f"train.{key}", ">= 0", getattr(self, key))
+        for key in ("weight_decay", "clip_norm"):
+            _require(getattr(self, key) >= 0.0, f"train.{key}", ">= 0", getattr(self, key))
+        _require(self.log_every >= 1, "train.log_every", "at least 1", self.log_every)
+        _require(
+            self.keep_checkpoints >= 1,
+            "train.keep_checkpoints",
+            "at least 1",
+            self.keep_checkpoints,
+        )
 
 
 @_frozen
@@ -92,11 +125,20 @@ class EvalConfig:
     mask_seen: bool = True
     baselines: tuple[str, ...] = plugin_names(registry.baselines, ("popularity",))
 
+    def __post_init__(self):
+        _require(bool(self.ks) and min(self.ks) >= 1, "eval.ks", "a list of k >= 1", self.ks)
+        _require(self.batch_size >= 1, "eval.batch_size", "at least 1", self.batch_size)
+        _require(self.item_chunk >= 1, "eval.item_chunk", "at least 1", self.item_chunk)
+
 
 @_frozen
 class RecommendConfig:
     k: int = 10
     show_users: int = 3  # learners whose top-k ``rectk run`` prints
+
+    def __post_init__(self):
+        _require(self.k >= 1, "recommend.k", "at least 1", self.k)
+        _require(self.show_users >= 0, "recommend.show_users", ">= 0", self.show_users)
 
 
 @_frozen
@@ -119,6 +161,10 @@ class MeshConfig:
         ("length", ""),
     )
 
+    def __post_init__(self):
+        _require(self.data == -1 or self.data >= 1, "mesh.data", "-1 or at least 1", self.data)
+        _require(self.model >= 1, "mesh.model", "at least 1", self.model)
+
 
 @_frozen
 class RunConfig:
@@ -137,6 +183,14 @@ class RunConfig:
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
 
     def __post_init__(self):
+        # The run directory is run_dir / name: a name must not lead out of run_dir.
+        parts = PurePosixPath(self.name.replace("\\", "/")).parts
+        _require(
+            bool(self.name.strip()) and not self.name.startswith(("/", "\\")) and ".." not in parts,
+            "name",
+            "a non-empty relative name without '..' (the run's folder under run_dir)",
+            self.name,
+        )
         if self.train.stride > self.model.max_len:
             raise ValueError(
                 f"train.stride = {self.train.stride} must not exceed model.max_len = "

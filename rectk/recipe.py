@@ -291,7 +291,18 @@ def _build(cls: Any, data: dict, prefix: str, ctx: _Ctx) -> Any:
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:  # __post_init__ checks
-        raise ctx.error(prefix or "(top level)", str(err)) from None
+        raise _check_error(ctx, prefix, fields, str(err)) from None
+
+
+def _check_error(ctx: _Ctx, prefix: str, fields: dict, msg: str) -> RecipeError:
+    """A ``__post_init__`` message as a recipe error. One that starts with one of this table's
+    keys (``"train.lr must be ..."``) is placed at that key, so it names the file (or
+    ``--set``) that gave the value."""
+    head, _, rest = msg.partition(" ")
+    own = head.rpartition(".")[2] if "." in head else head
+    if rest.startswith("must ") and own in fields and head in (f"{prefix}.{own}", own):
+        return ctx.error(f"{prefix}.{own}" if prefix else own, rest)
+    return ctx.error(prefix or "(top level)", msg)
 
 
 def _check_names(reg: Registry[Any], names: Any, path: str, ctx: _Ctx) -> None:

@@ -157,4 +157,4 @@ def test_errors_in_a_fresh_process_have_no_traceback(tmp_path):
     p = tmp_path / "bad.toml"
     p.write_text("[train]\nbatch_size = -3\n")
     proc = rectk("run", str(p))
-    assert_clean_error(proc.returncode, proc.stderr, "train.batch_size must be positive")
+    assert_clean_error(proc.returncode, proc.stderr, "key 'train.batch_size': must be positive")

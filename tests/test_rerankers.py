@@ -617,7 +617,7 @@ def test_a_field_out_of_range_is_one_clear_error(cls, fields, message):
 
 
 def test_a_recipe_table_out_of_range_names_the_key():
-    with pytest.raises(RecipeError, match=r"lambda_ must lie in \[0, 1\]"):
+    with pytest.raises(RecipeError, match=r"key 'lambda_': must lie in \[0, 1\]"):
         from_dict(MMR, {"lambda_": 3})
 
 
