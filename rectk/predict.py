@@ -82,8 +82,7 @@ def load_run(path: str | Path) -> Loaded:
         weights = ckpt.restore_weights(step, target)
     finally:
         ckpt.close()
-    tx = steps.make_optimizer(cfg.train, max(cfg.train.steps, 2))  # unused by the scorers
-    bound = steps.Bound(graphdef=graphdef, loss=cfg.loss, tx=tx, library_dots=abstract.library_dots)
+    bound = steps.Bound(graphdef=graphdef, library_dots=abstract.library_dots)
     chunk = item_chunk(cfg.eval.item_chunk, num_items)
     top_k = jit_inference(
         functools.partial(steps.model_top_k, bound, num_items, chunk),

@@ -168,7 +168,9 @@ def create_state(s: Setup) -> dict:
     """A freshly initialised train state ``{"params", "opt", "step", "rest"}``, each array
     created where ``s.abstract_state`` places it."""
     params, rest = s.init_weights()
-    opt = jax.jit(s.bound.tx.init, out_shardings=s.state_shardings["opt"])(params)
+    tx = s.bound.tx
+    assert tx is not None  # setup() always binds the optimiser
+    opt = jax.jit(tx.init, out_shardings=s.state_shardings["opt"])(params)
     step = jax.device_put(jnp.zeros((), jnp.int32), s.replicated)
     return {"params": params, "opt": opt, "step": step, "rest": rest}
 

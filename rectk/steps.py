@@ -54,11 +54,12 @@ def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransfor
 
 @dataclasses.dataclass(frozen=True)
 class Bound:
-    """What the steps close over: the model's graph, its non-trainable state, loss, optimizer."""
+    """What the steps close over: the model's graph, its loss and optimizer (None where only
+    scoring is bound, as for a finished run's recommendations)."""
 
     graphdef: Any
-    loss: Any
-    tx: optax.GradientTransformation
+    loss: Any = None
+    tx: optax.GradientTransformation | None = None
     compute_dtype: Any = jnp.float32
     # > 0: only a window's last ``target_positions`` positions carry targets (``train.stride``),
     # so the loss scores those rows only.
@@ -108,6 +109,7 @@ def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):
         return loss * scale, loss
 
     (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    assert bound.tx is not None, "train_step needs the optimiser bound"
     updates, opt = bound.tx.update(grads, state["opt"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     new_state = {"params": params, "opt": opt, "step": state["step"] + 1, "rest": state["rest"]}
