@@ -10,8 +10,35 @@ import numpy as np
 from rectk import registry
 from rectk.contracts import DatasetPlugin
 from rectk.data import readers
-from rectk.data.types import Catalogue, Dataset
+from rectk.data.types import Catalogue, Dataset, Interactions
 from rectk.recipe import registered
+
+_SHOWN = 5  # ids quoted in a note
+
+
+def _catalogue(
+    inter: Interactions,
+    titles: dict[str, str],
+    texts: dict[str, str],
+    edges: np.ndarray,
+    item_file: str | Path,
+) -> tuple[Catalogue, tuple[str, ...]]:
+    """The catalogue aligned with ``inter``'s items, and a note on items it lacks."""
+    missing = [i for i in inter.item_ids if i not in titles]
+    notes: tuple[str, ...] = ()
+    if missing:
+        more = ", ..." if len(missing) > _SHOWN else ""
+        notes = (
+            f"{item_file}: {len(missing)} item(s) of the interactions are not listed, so have "
+            f"no title or description ({', '.join(map(repr, missing[:_SHOWN]))}{more})",
+        )
+    catalogue = Catalogue(
+        item_ids=inter.item_ids,
+        titles=tuple(titles.get(i, "") for i in inter.item_ids),
+        descriptions=tuple(texts.get(i, "") for i in inter.item_ids),
+        prerequisites=edges,
+    )
+    return catalogue, notes
 
 
 @registered(registry.datasets, "csv")
@@ -21,7 +48,8 @@ class DelimitedFile(DatasetPlugin):
 
     ``catalogue``: optional CSV with a header (``item_id``, ``title``, ``description``
     columns); every catalogue item gets an id, including items nobody interacted with.
-    ``prerequisites``: optional CSV without header, ``course,prerequisite`` per line.
+    ``prerequisites``: optional CSV without header, ``course,prerequisite`` per line; it needs
+    ``catalogue``. Edges naming courses that are in neither file are skipped, with a note.
     """
 
     path: str
@@ -33,10 +61,20 @@ class DelimitedFile(DatasetPlugin):
     catalogue: str = ""
     prerequisites: str = ""
 
+    def __post_init__(self):
+        if self.prerequisites and not self.catalogue:
+            raise ValueError(
+                "data.prerequisites must come with data.catalogue: the edges name courses by "
+                "the catalogue's item_id (set data.catalogue, or remove data.prerequisites)"
+            )
+
     def load(self) -> Dataset:
         ids: tuple[str, ...] | None = None
+        titles: dict[str, str] = {}
+        texts: dict[str, str] = {}
+        notes: tuple[str, ...] = ()
         if self.catalogue:
-            ids, titles, texts = readers.read_catalogue(self.catalogue)
+            ids, titles, texts, notes = readers.read_catalogue(self.catalogue)
         inter = readers.read_delimited(
             self.path,
             user=self.user,
@@ -50,19 +88,19 @@ class DelimitedFile(DatasetPlugin):
         if ids is not None:
             from .university.catalogue_io import read_prerequisites
 
-            edges = (
-                read_prerequisites(self.prerequisites, inter.item_ids).pairs
-                if self.prerequisites
-                else np.zeros((0, 2), np.int32)
-            )
-            catalogue = Catalogue(
-                item_ids=inter.item_ids,
-                titles=tuple(titles.get(i, "") for i in inter.item_ids),
-                descriptions=tuple(texts.get(i, "") for i in inter.item_ids),
-                prerequisites=edges,
-            )
+            edges = np.zeros((0, 2), np.int32)
+            if self.prerequisites:
+                read = read_prerequisites(self.prerequisites, inter.item_ids)
+                edges = read.pairs
+                notes += read.notes(self.prerequisites, self.catalogue)
+            catalogue, missing = _catalogue(inter, titles, texts, edges, self.catalogue)
+            notes += missing
         return Dataset(
-            name=Path(self.path).stem, interactions=inter, catalogue=catalogue, source=self.path
+            name=Path(self.path).stem,
+            interactions=inter,
+            catalogue=catalogue,
+            source=self.path,
+            notes=notes,
         )
 
 
@@ -84,15 +122,17 @@ class AtomicFile(DatasetPlugin):
         inter = readers.read_atomic(self.path, time=self.time or None, value=self.value or None)
         item_path = Path(self.item_file) if self.item_file else Path(self.path).with_suffix(".item")
         catalogue = None
+        notes: tuple[str, ...] = ()
         if self.item_file or item_path.is_file():
             _, titles, texts = readers.read_item_titles(item_path, title=self.title_field)
-            catalogue = Catalogue(
-                item_ids=inter.item_ids,
-                titles=tuple(titles.get(i, "") for i in inter.item_ids),
-                descriptions=tuple(texts.get(i, "") for i in inter.item_ids),
-            )
+            no_edges = np.zeros((0, 2), np.int32)
+            catalogue, notes = _catalogue(inter, titles, texts, no_edges, item_path)
         return Dataset(
-            name=Path(self.path).stem, interactions=inter, catalogue=catalogue, source=self.path
+            name=Path(self.path).stem,
+            interactions=inter,
+            catalogue=catalogue,
+            source=self.path,
+            notes=notes,
         )
 
 

@@ -12,6 +12,8 @@ from rectk import registry
 from rectk.contracts import BuildContext, EncoderPlugin, EncoderTraits
 from rectk.recipe import registered
 
+from .layers import require
+
 
 class UserTable(nnx.Module):
     def __init__(self, num_users: int, dim: int, *, init_std: float, rngs: nnx.Rngs):
@@ -44,6 +46,9 @@ class BPRMFConfig(EncoderPlugin):
     traits = EncoderTraits(variable_length=True)  # the same state at every position
 
     init_std: float = 0.1
+
+    def __post_init__(self):
+        require(self.init_std >= 0.0, "init_std", ">= 0", self.init_std)
 
     def build(self, ctx: BuildContext) -> UserTable:
         return UserTable(ctx.num_users, ctx.dim, init_std=self.init_std, rngs=ctx.rngs)

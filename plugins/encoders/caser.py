@@ -12,7 +12,7 @@ from rectk import registry
 from rectk.contracts import BuildContext, EncoderPlugin, EncoderTraits
 from rectk.recipe import registered
 
-from .layers import dense, dropout
+from .layers import dense, dropout, require
 
 
 class Caser(nnx.Module):
@@ -99,10 +99,10 @@ class CaserConfig(EncoderPlugin):
     init_std: float = 0.02
 
     def __post_init__(self):
-        if self.window < 1 or self.horizontal < 1 or self.vertical < 1:
-            raise ValueError("encoder.window, horizontal and vertical must be at least 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("encoder.dropout must lie in [0, 1)")
+        for key in ("window", "horizontal", "vertical"):
+            require(getattr(self, key) >= 1, key, "at least 1", getattr(self, key))
+        require(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
+        require(self.init_std >= 0.0, "init_std", ">= 0", self.init_std)
 
     def build(self, ctx: BuildContext) -> Caser:
         return Caser(self, dim=ctx.dim, num_users=ctx.num_users, rngs=ctx.rngs)

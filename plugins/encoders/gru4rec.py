@@ -12,7 +12,7 @@ from rectk import registry
 from rectk.contracts import BuildContext, EncoderPlugin, EncoderTraits
 from rectk.recipe import registered
 
-from .layers import dropout
+from .layers import dropout, require
 
 
 def _linear(din: int, dout: int, axes: tuple, rngs: nnx.Rngs) -> nnx.Linear:
@@ -98,10 +98,9 @@ class GRU4RecConfig(EncoderPlugin):
     dropout: float = 0.2
 
     def __post_init__(self):
-        if self.layers < 1 or self.hidden < 0:
-            raise ValueError("encoder.layers must be at least 1 and encoder.hidden >= 0")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("encoder.dropout must lie in [0, 1)")
+        require(self.layers >= 1, "layers", "at least 1", self.layers)
+        require(self.hidden >= 0, "hidden", ">= 0 (0 = model.dim)", self.hidden)
+        require(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
 
     def build(self, ctx: BuildContext) -> GRU4Rec:
         return GRU4Rec(self, dim=ctx.dim, rngs=ctx.rngs)

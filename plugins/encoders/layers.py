@@ -3,10 +3,15 @@ transformer layer of the attention encoders."""
 
 from __future__ import annotations
 
+import math
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from rectk.errors import RecipeError
 
 
 def dense(din: int, dout: int, axes: tuple[str, str], std: float, rngs: nnx.Rngs) -> nnx.Linear:
@@ -163,12 +168,54 @@ class TransformerLayer(nnx.Module):
         return self.norm2(x_btd + dropout(y, self.rate, rngs))
 
 
+def require(ok: bool, key: str, allowed: str, value) -> None:
+    """An encoder field out of range: ``"KEY must be ALLOWED, got VALUE"``, which a recipe
+    reports at ``model.encoder.KEY``, naming the file that gave the value."""
+    if not ok:
+        raise ValueError(f"{key} must be {allowed}, got {value!r}")
+
+
 def check_stack_config(cfg) -> None:
-    """Validates the fields a ``TransformerStack`` reads (raised as a recipe error)."""
-    if cfg.layers < 1 or cfg.heads < 1:
-        raise ValueError("encoder.layers and encoder.heads must be at least 1")
-    if not 0.0 <= cfg.dropout < 1.0 or not 0.0 <= cfg.attn_dropout < 1.0:
-        raise ValueError("encoder dropout rates must lie in [0, 1)")
+    """Validates the fields a ``TransformerStack`` reads on their own (raised as a recipe
+    error); ``check_stack_shape`` checks them against ``model.dim`` and ``model.max_len``."""
+    require(cfg.layers >= 1, "layers", "at least 1", cfg.layers)
+    require(cfg.heads >= 1, "heads", "at least 1", cfg.heads)
+    require(cfg.inner >= 0, "inner", ">= 0 (0 = 4 x model.dim)", cfg.inner)
+    require(0.0 <= cfg.dropout < 1.0, "dropout", "in [0, 1)", cfg.dropout)
+    require(0.0 <= cfg.attn_dropout < 1.0, "attn_dropout", "in [0, 1)", cfg.attn_dropout)
+    require(cfg.layer_norm_eps > 0.0, "layer_norm_eps", "positive", cfg.layer_norm_eps)
+    require(cfg.init_std >= 0.0, "init_std", ">= 0", cfg.init_std)
+
+
+def _memory_bytes() -> int:
+    """The first device's memory (an accelerator's limit; the host's RAM on a CPU)."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_stack_shape(cfg, *, dim: int, max_len: int) -> None:
+    """Refuses, when the encoder is built, heads that do not divide ``model.dim`` and a
+    ``model.max_len`` whose attention scores cannot fit in the device's memory even for a
+    single window of one layer: ``max_len**2 x heads x 4`` bytes (a batch takes
+    ``train.batch_size`` times that, so this is an obvious lower bound)."""
+    if dim % cfg.heads:
+        fit = ", ".join(str(h) for h in range(1, min(dim, 64) + 1) if dim % h == 0)
+        raise RecipeError(
+            f"model.encoder.heads = {cfg.heads} must divide model.dim = {dim} (each head "
+            f"attends over model.dim / heads dimensions); choose heads among {fit}, or change "
+            "model.dim"
+        )
+    need, have = max_len**2 * cfg.heads * 4, _memory_bytes()
+    if need > have:
+        top = math.isqrt(have // (4 * cfg.heads))
+        raise RecipeError(
+            f"model.max_len = {max_len} cannot fit: one window's attention scores take "
+            f"max_len^2 x heads x 4 bytes = {need / 2**30:.1f} GiB, more than the "
+            f"{have / 2**30:.1f} GiB of memory of {jax.devices()[0].device_kind} (a batch takes "
+            f"train.batch_size times that); model.max_len must be in [1, {top}] here"
+        )
 
 
 class TransformerStack(nnx.Module):
@@ -180,6 +227,7 @@ class TransformerStack(nnx.Module):
     """
 
     def __init__(self, cfg, *, dim: int, max_len: int, rngs: nnx.Rngs):
+        check_stack_shape(cfg, dim=dim, max_len=max_len)
         init = nnx.with_partitioning(nnx.initializers.normal(cfg.init_std), ("length", "embed"))
         self.positions = nnx.Param(init(rngs.params(), (max_len, dim)))
         self.norm = nnx.LayerNorm(dim, epsilon=cfg.layer_norm_eps, rngs=rngs)

@@ -12,7 +12,7 @@ from rectk import registry
 from rectk.contracts import BuildContext, EncoderPlugin, EncoderTraits
 from rectk.recipe import registered
 
-from .layers import dense
+from .layers import dense, require
 
 
 class MeanPool(nnx.Module):
@@ -44,6 +44,9 @@ class MeanPoolConfig(EncoderPlugin):
 
     linear: bool = True
     init_std: float = 0.02
+
+    def __post_init__(self):
+        require(self.init_std >= 0.0, "init_std", ">= 0", self.init_std)
 
     def build(self, ctx: BuildContext) -> MeanPool:
         return MeanPool(self, dim=ctx.dim, rngs=ctx.rngs)

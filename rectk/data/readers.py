@@ -1,10 +1,17 @@
 """Readers for interaction files: delimited text with named columns, RecBole atomic files,
-and one-line-per-user sequence files. Every error names the file and line."""
+and one-line-per-user sequence files. Every error names the file and line.
+
+Files are UTF-8 text (a leading byte-order mark is accepted). Bytes that are not UTF-8, a NUL
+byte (a binary file), broken quoting, a row of the wrong width, an empty id and a time or value
+that is missing, not a number or not finite are refused with the file, line and column.
+"""
 
 from __future__ import annotations
 
+import codecs
 import csv
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +26,129 @@ def check_file(path: str | Path, what: str) -> Path:
     if not p.is_file():
         raise DataError(f"{what} not found: {p.resolve()} (check the path in the recipe)")
     return p
+
+
+def _column(raw: bytes, offset: int) -> int:
+    """1-based character column of byte ``offset`` in the line ``raw``."""
+    return len(raw[:offset].decode("utf-8", "replace")) + 1
+
+
+def text_lines(path: Path, what: str) -> Iterator[str]:
+    """The lines of a UTF-8 text file, line ends kept; a leading byte-order mark is dropped.
+
+    Raises:
+      DataError: the file cannot be opened, or a line holds a NUL byte (a binary file) or bytes
+        that are not UTF-8; the message names the file, line and column.
+    """
+    try:
+        handle = path.open("rb")
+    except OSError as err:
+        raise DataError(f"cannot read the {what} {path}: {err.strerror or err}") from err
+    with handle:
+        for n, raw in enumerate(handle, 1):
+            if n == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            nul = raw.find(b"\0")
+            if nul >= 0:
+                raise DataError(
+                    f"{path}, line {n}, column {_column(raw, nul)}: a NUL byte, so this looks "
+                    f"like a binary file (compressed, a spreadsheet?); expected the {what} as "
+                    "UTF-8 text"
+                )
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    f"{path}, line {n}, column {_column(raw, err.start)}: bytes "
+                    f"{raw[err.start : err.end + 2]!r} are not valid UTF-8 text; save the "
+                    f"{what} as UTF-8 (a binary or compressed file cannot be read)"
+                ) from None
+
+
+def _csv_problem(err: csv.Error) -> str:
+    text = str(err)
+    if "field larger than field limit" in text:
+        return (
+            f'a field is longer than {csv.field_size_limit()} characters; usually a quote (") '
+            "that is never closed makes the rest of the file one field: close it, or write a "
+            'quote inside quoted text as two ("")'
+        )
+    if "unexpected end of data" in text:
+        return (
+            'the file ends inside a quoted field that starts here: a quote (") is never closed; '
+            'close it, or write a quote inside quoted text as two ("")'
+        )
+    return f'not valid CSV ({text}); write a quote inside quoted text as two ("")'
+
+
+def csv_rows(
+    path: Path, what: str, *, delimiter: str = ",", quoted: bool = True
+) -> Iterator[tuple[int, list[str]]]:
+    """``(line, fields)`` for every non-blank record of a delimited UTF-8 file.
+
+    ``line`` is the 1-based line (as an editor counts) where the record starts; a quoted field
+    may span lines (``quoted=False``: quotes are plain text). Every problem is a DataError
+    naming the file and line.
+    """
+    lines = text_lines(path, what)
+    reader = (
+        csv.reader(lines, delimiter=delimiter, strict=True)
+        if quoted
+        else csv.reader(lines, delimiter=delimiter, quoting=csv.QUOTE_NONE, strict=True)
+    )
+    line = 1  # first physical line of the next record
+    try:
+        for fields in reader:
+            if any(f.strip() for f in fields):
+                yield line, fields
+            line = reader.line_num + 1
+    except csv.Error as err:
+        raise DataError(f"{path}, line {line}: {_csv_problem(err)}") from None
+
+
+def _header(
+    path: Path, rows: Iterator[tuple[int, list[str]]], wanted: dict[str, str]
+) -> tuple[int, list[str], dict[str, int]]:
+    """The header's line, its column names (RecBole ``:type`` suffixes dropped) and the index
+    of each wanted column (role -> name)."""
+    first = next(rows, None)
+    if first is None:
+        raise DataError(f"{path}: the file is empty (expected a header line naming columns)")
+    line, header = first
+    names = [h.split(":")[0].strip() for h in header]
+    cols: dict[str, int] = {}
+    for role, name in wanted.items():
+        if name not in names:
+            raise DataError(
+                f"{path}, line {line}: no column {name!r} for the {role} "
+                f"(columns: {', '.join(names)}); name the right column in the recipe"
+            )
+        if names.count(name) > 1:
+            raise DataError(f"{path}, line {line}: column {name!r} appears twice in the header")
+        cols[role] = names.index(name)
+    return line, names, cols
+
+
+def _row_width(path: Path, line: int, row: list[str], names: list[str], need: int) -> None:
+    """A DataError unless ``row`` has one field per header column."""
+    if len(row) < need:
+        raise DataError(
+            f"{path}, line {line}: expected at least {need} columns "
+            f"({', '.join(names)}), found {len(row)}: {row!r}"
+        )
+    if len(row) != len(names):
+        raise DataError(
+            f"{path}, line {line}: expected {len(names)} columns as the header names "
+            f"({', '.join(names)}), found {len(row)}: {row!r}; quote a field that holds the "
+            "delimiter"
+        )
+
+
+def _id(text: str, path: Path, line: int, column: str) -> str:
+    rid = text.strip()
+    if not rid:
+        raise DataError(f"{path}, line {line}: column {column!r} is empty; expected an id")
+    return rid
 
 
 def remap(raw: Sequence[str], vocab: Sequence[str] | None = None) -> tuple[np.ndarray, tuple]:
@@ -60,6 +190,11 @@ def build_interactions(
         if times is None
         else np.asarray(list(times), np.float64)
     )
+    if not np.isfinite(time).all():
+        raise DataError(
+            f"{source}: interaction {int(np.flatnonzero(~np.isfinite(time))[0]) + 1} has a "
+            "time that is not a finite number"
+        )
     value = None if values is None else np.asarray(list(values), np.float32)
     return Interactions(
         user=user, item=item, time=time, value=value, user_ids=user_ids, item_ids=item_ids
@@ -67,12 +202,23 @@ def build_interactions(
 
 
 def _number(text: str, path: Path, line: int, column: str) -> float:
+    if not text.strip():
+        raise DataError(
+            f"{path}, line {line}: column {column!r} is empty; expected a number "
+            "(fill it in or remove the row)"
+        )
     try:
-        return float(text)
+        x = float(text)
     except ValueError:
         raise DataError(
             f"{path}, line {line}: column {column!r} must be a number, got {text!r}"
         ) from None
+    if not math.isfinite(x):
+        raise DataError(
+            f"{path}, line {line}: column {column!r} must be a finite number, got {text!r} "
+            "(fix or remove the row)"
+        )
+    return x
 
 
 def read_delimited(
@@ -87,45 +233,27 @@ def read_delimited(
 ) -> Interactions:
     """A CSV/TSV file whose header names the columns.
 
-    Column names may carry a RecBole type suffix (``user_id:token``); it is ignored.
+    Column names may carry a RecBole type suffix (``user_id:token``); it is ignored. Every row
+    has one field per header column; ids are non-empty; time and value are finite numbers.
+    Without a time column, file order is the time.
     """
     p = check_file(path, "interaction file")
-    with p.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{p}: the file is empty (expected a header line naming columns)")
-        names = [h.split(":")[0].strip() for h in header]
-        wanted = {"user": user, "item": item, "time": time, "value": value}
-        cols: dict[str, int] = {}
-        for role, name in wanted.items():
-            if name is None:
-                continue
-            if name not in names:
-                raise DataError(
-                    f"{p}, line 1: no column {name!r} for the {role} (columns: {', '.join(names)})"
-                )
-            cols[role] = names.index(name)
-        width = max(cols.values()) + 1
-        us: list[str] = []
-        its: list[str] = []
-        ts: list[float] = []
-        vs: list[float] = []
-        for row in reader:
-            line = reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) < width:
-                raise DataError(
-                    f"{p}, line {line}: expected at least {width} columns "
-                    f"({', '.join(names)}), found {len(row)}: {delimiter.join(row)!r}"
-                )
-            us.append(row[cols["user"]].strip())
-            its.append(row[cols["item"]].strip())
-            if "time" in cols:
-                ts.append(_number(row[cols["time"]], p, line, time or ""))
-            if "value" in cols:
-                vs.append(_number(row[cols["value"]], p, line, value or ""))
+    rows = csv_rows(p, "interaction file", delimiter=delimiter)
+    wanted = {"user": user, "item": item, "time": time, "value": value}
+    _, names, cols = _header(p, rows, {r: n for r, n in wanted.items() if n is not None})
+    need = max(cols.values()) + 1
+    us: list[str] = []
+    its: list[str] = []
+    ts: list[float] = []
+    vs: list[float] = []
+    for line, row in rows:
+        _row_width(p, line, row, names, need)
+        us.append(_id(row[cols["user"]], p, line, user))
+        its.append(_id(row[cols["item"]], p, line, item))
+        if time is not None:
+            ts.append(_number(row[cols["time"]], p, line, time))
+        if value is not None:
+            vs.append(_number(row[cols["value"]], p, line, value))
     return build_interactions(
         us,
         its,
@@ -156,18 +284,16 @@ def read_sequences(path: str | Path, *, item_vocab: Sequence[str] | None = None)
     p = check_file(path, "sequence file")
     us: list[str] = []
     its: list[str] = []
-    with p.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) < 2:
-                raise DataError(
-                    f"{p}, line {line_no}: expected 'user item [item ...]', "
-                    f"found only {line.strip()!r}"
-                )
-            us.extend([parts[0]] * (len(parts) - 1))
-            its.extend(parts[1:])
+    for line_no, line in enumerate(text_lines(p, "sequence file"), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2:
+            raise DataError(
+                f"{p}, line {line_no}: expected 'user item [item ...]', found only {line.strip()!r}"
+            )
+        us.extend([parts[0]] * (len(parts) - 1))
+        its.extend(parts[1:])
     return build_interactions(us, its, None, None, source=str(p), item_vocab=item_vocab)
 
 
@@ -179,27 +305,26 @@ def read_item_titles(
     ids: list[str] = []
     titles: dict[str, str] = {}
     texts: dict[str, str] = {}
-    with p.open(newline="", encoding="utf-8", errors="replace") as f:
-        reader = csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE)
-        header = [h.split(":")[0].strip() for h in next(reader, [])]
-        if item not in header or title not in header:
-            raise DataError(f"{p}, line 1: expected columns {item!r} and {title!r}, found {header}")
-        ii, ti = header.index(item), header.index(title)
-        for row in reader:
-            if not row:
-                continue
-            if len(row) < len(header):
-                raise DataError(
-                    f"{p}, line {reader.line_num}: expected {len(header)} columns, found {len(row)}"
-                )
-            rid = row[ii].strip()
-            ids.append(rid)
-            titles[rid] = row[ti].strip()
-            texts[rid] = "; ".join(
-                f"{h}: {v.strip()}"
-                for j, (h, v) in enumerate(zip(header, row, strict=False))
-                if j not in (ii, ti)
+    first_line: dict[str, int] = {}
+    rows = csv_rows(p, "item file", delimiter=delimiter, quoted=False)
+    _, header, cols = _header(p, rows, {"item id": item, "title": title})
+    ii, ti = cols["item id"], cols["title"]
+    for line, row in rows:
+        _row_width(p, line, row, header, max(ii, ti) + 1)
+        rid = _id(row[ii], p, line, item)
+        if rid in first_line:
+            raise DataError(
+                f"{p}, line {line}: item {rid!r} appears twice (first on line "
+                f"{first_line[rid]}); list each item once"
             )
+        first_line[rid] = line
+        ids.append(rid)
+        titles[rid] = row[ti].strip()
+        texts[rid] = "; ".join(
+            f"{h}: {v.strip()}"
+            for j, (h, v) in enumerate(zip(header, row, strict=False))
+            if j not in (ii, ti)
+        )
     return tuple(ids), titles, texts
 
 
@@ -210,32 +335,47 @@ def read_catalogue(
     title: str = "title",
     description: str = "description",
     delimiter: str = ",",
-) -> tuple[tuple[str, ...], dict[str, str], dict[str, str]]:
-    """A catalogue file with a header: item id, title and (optional column) description."""
+) -> tuple[tuple[str, ...], dict[str, str], dict[str, str], tuple[str, ...]]:
+    """A catalogue file with a header: item id, title and (optional column) description.
+
+    Every row has one field per header column and a non-empty id. An item listed again with
+    the same title and description is kept once (the returned notes say how many repeats were
+    dropped); listed again with other text, it is refused.
+
+    Returns:
+      ``(ids, titles, texts, notes)``: ids in file order, title and description per id, and
+      what reading skipped (one line each).
+    """
     p = check_file(path, "catalogue file")
     ids: list[str] = []
     titles: dict[str, str] = {}
     texts: dict[str, str] = {}
-    with p.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        header = [h.split(":")[0].strip() for h in next(reader, [])]
-        for col in (item, title):
-            if col not in header:
-                raise DataError(f"{p}, line 1: no column {col!r} (columns: {', '.join(header)})")
-        ii, ti = header.index(item), header.index(title)
-        di = header.index(description) if description in header else None
-        width = max(ii, ti, di or 0) + 1
-        for row in reader:
-            if not row:
-                continue
-            if len(row) < width:
+    first_line: dict[str, int] = {}
+    repeats: list[int] = []
+    rows = csv_rows(p, "catalogue file", delimiter=delimiter)
+    _, header, cols = _header(p, rows, {"item id": item, "title": title})
+    ii, ti = cols["item id"], cols["title"]
+    di = header.index(description) if description in header else None
+    for line, row in rows:
+        _row_width(p, line, row, header, max(ii, ti, di or 0) + 1)
+        rid = _id(row[ii], p, line, item)
+        text = row[di].strip() if di is not None else ""
+        if rid in first_line:
+            if (titles[rid], texts[rid]) != (row[ti].strip(), text):
                 raise DataError(
-                    f"{p}, line {reader.line_num}: expected at least {width} columns, found {len(row)}"
+                    f"{p}, line {line}: item {rid!r} appears twice (first on line "
+                    f"{first_line[rid]}) with another title or description; list each item once"
                 )
-            rid = row[ii].strip()
-            if rid in titles:
-                raise DataError(f"{p}, line {reader.line_num}: item {rid!r} appears twice")
-            ids.append(rid)
-            titles[rid] = row[ti].strip()
-            texts[rid] = row[di].strip() if di is not None else ""
-    return tuple(ids), titles, texts
+            repeats.append(line)
+            continue
+        first_line[rid] = line
+        ids.append(rid)
+        titles[rid] = row[ti].strip()
+        texts[rid] = text
+    if not ids:
+        raise DataError(f"{p}: no items found below the header; expected one item a row")
+    notes: tuple[str, ...] = ()
+    if repeats:
+        lines = ", ".join(map(str, repeats[:5])) + (", ..." if len(repeats) > 5 else "")
+        notes = (f"{p}: dropped {len(repeats)} repeated catalogue row(s) (lines {lines})",)
+    return tuple(ids), titles, texts, notes

@@ -1,7 +1,10 @@
 """Train / validation / test splits of an interaction log.
 
 Every evaluation example is one target item with the learner's full history before it
-(``hist``, in time order), kept in CSR form so long histories cost no padding.
+(``hist``, in time order), kept in CSR form so long histories cost no padding. The history holds
+only interactions strictly before the target in (time, file order), and exact duplicates (same
+user, item and time) are dropped first, keeping the first: a repeated event can never be both a
+target and part of its own history.
 """
 
 from __future__ import annotations
@@ -90,7 +93,13 @@ def split(
     entirely: none of their interactions train, validate or test the warm split. The ``cold``
     evaluation set then holds, for each learner who took a held-out item, the first one they
     took, with everything they did before it (warm items only) as history.
+
+    Exact duplicate interactions are dropped first (``Dataset`` already drops and reports
+    them; this guards logs built by hand).
     """
+    dup = data.exact_duplicates()
+    if dup.any():
+        data = data.select(~dup)
     if cold_items > 0:
         return _split_cold(data, kind, valid_fraction, test_fraction, cold_items, seed)
     order = np.lexsort((np.arange(len(data)), data.time, data.user))

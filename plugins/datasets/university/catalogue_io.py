@@ -12,7 +12,6 @@ Dense item index ``i`` (1-based) is the row order of the courses file.
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 from collections.abc import Iterator, Sequence
@@ -21,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rectk.data import readers
 from rectk.data.types import Catalogue
 from rectk.errors import DataError
 
@@ -42,6 +42,9 @@ _ABBREVIATIONS = frozenset(
 _SENTENCE_BREAK = re.compile(r"\.\s")
 
 
+_SHOWN = 5  # unknown-course rows quoted (with their lines) in a note
+
+
 class PrerequisiteEdges(NamedTuple):
     """Prerequisite pairs read from an edges file.
 
@@ -50,11 +53,29 @@ class PrerequisiteEdges(NamedTuple):
       unknown: rows skipped because they name a course missing from the catalogue.
       dropped: rows skipped because they repeat an earlier edge or make a course its own
         prerequisite.
+      unknown_rows: the first few skipped rows as ``(line, unknown course ids)``.
     """
 
     pairs: np.ndarray
     unknown: int
     dropped: int
+    unknown_rows: tuple[tuple[int, tuple[str, ...]], ...] = ()
+
+    def notes(self, edges_file: str | Path, catalogue: str | Path) -> tuple[str, ...]:
+        """What reading skipped, one line each (empty when nothing was)."""
+        out = []
+        if self.unknown:
+            shown = "; ".join(
+                f"line {line}: {', '.join(map(repr, ids))}" for line, ids in self.unknown_rows
+            )
+            more = ", ..." if self.unknown > len(self.unknown_rows) else ""
+            out.append(
+                f"{edges_file}: skipped {self.unknown} edge(s) naming courses not in "
+                f"{catalogue} ({shown}{more})"
+            )
+        if self.dropped:
+            out.append(f"{edges_file}: dropped {self.dropped} repeated or self edge(s)")
+        return tuple(out)
 
 
 def split_title(text: str) -> tuple[str, str]:
@@ -83,44 +104,34 @@ def split_title(text: str) -> tuple[str, str]:
 
 
 def _rows(path: Path, what: str) -> Iterator[tuple[int, list[str]]]:
-    """Yield ``(line number, fields)`` for every non-blank CSV row, wrapping read errors."""
-    try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as err:
-        raise DataError(f"cannot read the {what} file {path}: {err.strerror or err}") from err
-    with handle:
-        reader = csv.reader(handle)
-        line = 1  # first physical line of the next record
-        try:
-            for fields in reader:
-                if fields and any(f.strip() for f in fields):
-                    yield line, fields
-                line = reader.line_num + 1
-        except csv.Error as err:
-            raise DataError(f"{path}, line {line}: not valid CSV ({err})") from err
-        except UnicodeDecodeError as err:
-            raise DataError(f"{path}, line {line}: not valid UTF-8 text ({err.reason})") from err
+    """Yield ``(line number, fields)`` for every non-blank CSV row; every read problem (missing
+    file, bytes that are not UTF-8, broken quoting) is a DataError naming the file and line."""
+    return readers.csv_rows(path, f"{what} file")
 
 
 def read_prerequisites(edges_csv: str | Path, item_ids: Sequence[str]) -> PrerequisiteEdges:
     """Read ``course,prerequisite`` rows into dense pairs over ``item_ids``.
 
-    Rows naming a course that is not in ``item_ids`` are skipped and counted, as are repeated
-    edges and self-loops.
+    Rows naming a course that is not in ``item_ids`` are skipped and counted (the first few
+    kept with their lines), as are repeated edges and self-loops. A file none of whose rows
+    names two known courses is refused: its ids do not match the catalogue's.
 
     Args:
       edges_csv: path of the edges file.
       item_ids: raw course ids; dense index ``i`` is ``item_ids[i - 1]``.
 
     Raises:
-      DataError: the file cannot be read, or a row does not have two non-empty fields.
+      DataError: the file cannot be read, a row does not have two non-empty fields, or every
+        row names an unknown course.
     """
     path = Path(edges_csv)
     index = {raw: i + 1 for i, raw in enumerate(item_ids)}
     pairs: list[tuple[int, int]] = []
     seen: set[tuple[int, int]] = set()
-    unknown = dropped = 0
+    unknown = dropped = rows = 0
+    unknown_rows: list[tuple[int, tuple[str, ...]]] = []
     for line, fields in _rows(path, "prerequisite edges"):
+        rows += 1
         fields = [f.strip() for f in fields]
         if len(fields) != 2 or not all(fields):
             raise DataError(
@@ -130,14 +141,25 @@ def read_prerequisites(edges_csv: str | Path, item_ids: Sequence[str]) -> Prereq
         course, prereq = index.get(fields[0]), index.get(fields[1])
         if course is None or prereq is None:
             unknown += 1
+            if len(unknown_rows) < _SHOWN:
+                unknown_rows.append((line, tuple(f for f in fields if f not in index)))
             continue
         if course == prereq or (course, prereq) in seen:
             dropped += 1
             continue
         seen.add((course, prereq))
         pairs.append((course, prereq))
+    if rows and unknown == rows:
+        line, ids = unknown_rows[0]
+        raise DataError(
+            f"{path}, line {line}: none of the {rows} edge(s) names two known courses "
+            f"(here {', '.join(map(repr, ids))}); the ids must be the catalogue's, e.g. "
+            f"{', '.join(map(repr, list(item_ids)[:3]))}"
+        )
     arr = np.asarray(pairs, dtype=np.int32).reshape(-1, 2)
-    return PrerequisiteEdges(pairs=arr, unknown=unknown, dropped=dropped)
+    return PrerequisiteEdges(
+        pairs=arr, unknown=unknown, dropped=dropped, unknown_rows=tuple(unknown_rows)
+    )
 
 
 def read_course_catalogue(
@@ -149,8 +171,9 @@ def read_course_catalogue(
       courses_csv: rows ``course_id,"Title. Description"`` (no header). The row order gives
         the dense item index (first row is item 1).
       edges_csv: optional rows ``course,prerequisite`` (no header). Rows naming unknown
-        courses are skipped; their number is logged as a warning (use
-        :func:`read_prerequisites` to get the counts).
+        courses, repeated edges and self-loops are skipped; their number (and the first
+        unknown rows, with lines) is logged as a warning (use :func:`read_prerequisites` to get
+        the counts).
 
     Returns:
       A :class:`~rectk.data.types.Catalogue`; ``prerequisites`` holds dense
@@ -191,12 +214,8 @@ def read_course_catalogue(
     if edges_csv is not None:
         edges = read_prerequisites(edges_csv, ids)
         prerequisites = edges.pairs
-        if edges.unknown:
-            _log.warning(
-                "%s: skipped %d edge(s) naming courses not in %s", edges_csv, edges.unknown, path
-            )
-        if edges.dropped:
-            _log.info("%s: dropped %d repeated or self edge(s)", edges_csv, edges.dropped)
+        for note in edges.notes(edges_csv, path):
+            _log.warning("%s", note)
     return Catalogue(
         item_ids=tuple(ids),
         titles=tuple(titles),
