@@ -38,8 +38,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rectk.contracts import RerankContext  # noqa: E402
+from rectk.rerank.chain import ROWS_PER_CHUNK  # noqa: E402
 from rectk_plugins.rerankers import DPP, MMR, rerank  # noqa: E402
-from rectk_plugins.rerankers.chain import ROWS_PER_CHUNK  # noqa: E402
 from rectk_plugins.rerankers.diversity import DPP_EPS  # noqa: E402
 
 

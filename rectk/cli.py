@@ -1,10 +1,18 @@
-"""The ``rectk`` command line. Errors in the user's input are one paragraph, not a traceback."""
+"""The ``rectk`` command line. Errors in the user's input are one paragraph, not a traceback.
+
+Run as ``rectk`` or ``python -m rectk.cli``, it first takes the current folder off the module
+search path, so that a recipe's ``plugins = ["name"]`` never imports a file lying in the
+folder the command was started from (``docs/trust.md``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
+from pathlib import Path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +66,35 @@ def _parser() -> argparse.ArgumentParser:
     who.add_argument("--history", help="comma-separated item ids of a (new) learner")
     rec.add_argument("--k", type=int, default=10, help="how many items to list (default 10)")
     rec.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rec.add_argument(
+        "--chain",
+        default=None,
+        help="the reranker chain (a name in the recipe's rerank.chains) that makes the final "
+        "list; 'none' = the model's own ranking (default: the recipe's rerank.use)",
+    )
+
+    sw = sub.add_parser(
+        "sweep",
+        help="trace a reranker chain's trade-off: one parameter over values, as a table (CSV, "
+        "JSON) and a frontier plot (PNG) in the run directory",
+    )
+    sw.add_argument("--run", required=True, help="run directory, e.g. runs/quickstart_rerank")
+    sw.add_argument("--chain", required=True, help="a chain of the recipe's rerank.chains")
+    sw.add_argument(
+        "--param", required=True, help="STAGE.FIELD, e.g. mmr.lambda_ (or 0.lambda_: by position)"
+    )
+    sw.add_argument(
+        "--values",
+        default="0,0.25,0.5,0.75,1",
+        help="comma-separated values (default 0,0.25,0.5,0.75,1)",
+    )
+    sw.add_argument(
+        "--split",
+        choices=("valid", "test"),
+        default="valid",
+        help="the learners measured (default valid: choose a setting without the test split)",
+    )
+    sw.add_argument("--json", action="store_true", help="print the table as JSON")
 
     pl = sub.add_parser("plugins", help="list registered plugins and those that failed to import")
     pl.add_argument("--json", action="store_true", help="print JSON instead of a listing")
@@ -65,12 +102,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def format_metrics(scores: dict[str, dict[str, float]]) -> str:
-    """A table: one row per scorer, one column per metric."""
-    cols = list(next(iter(scores.values())))
-    width = max(len(n) for n in scores) + 2
-    lines = ["".ljust(width) + "".join(c.rjust(11) for c in cols)]
+    """A table: one row per scorer or chain, one column per metric ("-" where it has none).
+
+    >>> print(format_metrics({"model": {"ndcg@10": 0.5}, "mmr": {"ndcg@10": 0.25, "ild@10": 1.0}}))
+               ndcg@10     ild@10
+    model       0.5000          -
+    mmr         0.2500     1.0000
+    """
+    cols = list(dict.fromkeys(c for vals in scores.values() for c in vals))
+    widths = [max(11, len(c) + 2) for c in cols]
+    first = max(len(n) for n in scores) + 2
+    lines = ["".ljust(first) + "".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
     for name, vals in scores.items():
-        lines.append(name.ljust(width) + "".join(f"{vals[c]:11.4f}" for c in cols))
+        cells = (
+            (f"{vals[c]:.4f}" if c in vals else "-").rjust(w)
+            for c, w in zip(cols, widths, strict=True)
+        )
+        lines.append(name.ljust(first) + "".join(cells))
     return "\n".join(lines)
 
 
@@ -114,6 +162,9 @@ def _cmd_run(args, show_recs: bool) -> None:
             f"{summary['new_item_targets']} learners, ranked among the new items only):"
         )
         print(format_metrics(summary["new_items"]))
+    if summary.get("rerank"):
+        print(_rerank_heading(cfg.rerank.k, cfg.rerank.candidates, summary["test_targets"]))
+        print(format_metrics(summary["rerank"]))
     if show_recs and cfg.recommend.show_users > 0:
         loaded = load_run(RunDir.of(cfg).path)
         print(f"\ntop-{cfg.recommend.k} recommendations:")
@@ -143,21 +194,100 @@ def _cmd_evaluate(args) -> None:
     if results.get("new_items"):
         print(f"\nnew items ({results['new_item_targets']} targets):")
         print(format_metrics(results["new_items"]))
+    if results.get("rerank"):
+        lists = results["rerank_lists"]
+        print(_rerank_heading(lists["k"], lists["candidates"], results["test_targets"]))
+        print(format_metrics(results["rerank"]))
+
+
+def _rerank_heading(k: int, candidates: int, targets: int) -> str:
+    return (
+        f"\nreranker chains ({targets} test learners; final lists of {k} from the model's "
+        f"top {candidates} unseen items; accuracy and beyond-accuracy metrics at {k}):"
+    )
+
+
+def _check_request(args) -> None:
+    """Refuses ``--k`` below 1 and an unknown ``--user`` or ``--history`` item from the run's
+    record and vocabulary alone, before the model is rebuilt and restored."""
+    from rectk.errors import RectkError
+    from rectk.rundir import RunDir
+
+    if args.k < 1:
+        raise RectkError(f"--k must be at least 1, got {args.k}")
+    rd = RunDir(args.run)
+    rd.record()
+    vocab, _ = rd.load_vocab()
+    if args.user is not None and args.user not in vocab["user_ids"]:
+        raise RectkError(
+            f"unknown learner {args.user!r}: not in the data of {rd.path} "
+            "(use --history c1,c2,... for a new learner)"
+        )
+    items = set(vocab["item_ids"])
+    history = [h.strip() for h in (args.history or "").split(",") if h.strip()]
+    unknown = [h for h in history if h not in items]
+    if unknown:
+        raise RectkError(f"--history: unknown item id(s) {', '.join(unknown)}")
 
 
 def _cmd_recommend(args) -> None:
     from rectk.predict import load_run, recommend
 
+    _check_request(args)  # before the model is loaded: a typo costs no restore
     loaded = load_run(args.run)
+    if loaded.notice:
+        print(f"rectk: note: {loaded.notice}", file=sys.stderr)
     history = None
     if args.history is not None:
         history = [h.strip() for h in args.history.split(",") if h.strip()]
-    recs = recommend(loaded, user=args.user, history=history, k=args.k)
+    recs = recommend(loaded, user=args.user, history=history, k=args.k, chain=args.chain)
     if args.json:
         print(json.dumps(recs, indent=2))
         return
     for n, r in enumerate(recs, 1):
         print(f"{n:2d}. {r['item']:<20} {r['score']:8.3f}  {r['title']}")
+
+
+def _cmd_sweep(args) -> None:
+    from rectk.errors import RectkError
+    from rectk.predict import load_run
+    from rectk.rerank.sweep import sweep, write_sweep
+    from rectk.rundir import RunDir
+    from rectk.setup import prepare
+
+    try:
+        values = [float(v) for v in args.values.split(",") if v.strip()]
+    except ValueError:
+        raise RectkError(
+            f"--values {args.values!r}: expected numbers separated by commas"
+        ) from None
+    run = load_run(args.run)
+    data, sp = prepare(run.cfg)
+    recorded = RunDir(args.run).record().get("data_fingerprint")
+    if recorded and data.interactions.fingerprint() != recorded:
+        raise RectkError(
+            f"the data of {args.run} has changed since it was trained (version "
+            f"{data.interactions.fingerprint()}, trained on {recorded}): a sweep needs the "
+            "same learners"
+        )
+    rows = sweep(run, getattr(sp, args.split), args.chain, args.param, values)
+    accuracy = f"ndcg@{run.cfg.rerank.k}"
+    stem = f"{args.chain}-{args.param.replace('.', '-')}-{args.split}"
+    paths = write_sweep(Path(args.run) / "sweeps", stem, rows, param=args.param, accuracy=accuracy)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    named = {
+        ("model alone" if r["value"] is None else f"{args.param}={r['value']:g}"): {
+            k: v for k, v in r.items() if k not in ("chain", "value")
+        }
+        for r in rows
+    }
+    print(
+        f"chain {args.chain!r} on the {args.split} split ({len(getattr(sp, args.split))} learners):"
+    )
+    print(format_metrics(named))
+    print("\nwritten: " + ", ".join(str(p) for p in paths))
 
 
 def _cmd_plugins(args) -> None:
@@ -181,7 +311,47 @@ def _cmd_plugins(args) -> None:
         print("  (none)")
 
 
+def _drop_implicit_cwd() -> None:
+    """Removes the entry Python puts first on ``sys.path`` for ``python -m`` and ``-c`` (the
+    current folder, or ``""``); entries the user set (``PYTHONPATH``) stay."""
+    if sys.path and (sys.path[0] == "" or os.path.realpath(sys.path[0]) == os.path.realpath(".")):
+        del sys.path[0]
+
+
+_OS_REMEDY = {
+    errno.EACCES: "check the permissions of the file and of its folders",
+    errno.EPERM: "check the permissions of the file and of its folders",
+    errno.EROFS: "the file system is read-only: write elsewhere (e.g. --set run_dir=PATH)",
+    errno.ENOSPC: "the disk is full: free space, or write elsewhere (--set run_dir=PATH)",
+    errno.EDQUOT: "the disk quota is used up: free space, or write elsewhere",
+    errno.ENOENT: "check the path",
+    errno.EISDIR: "name a file, not a folder",
+}
+
+
+def _os_error_message(err: OSError | UnicodeDecodeError | json.JSONDecodeError, args) -> str:
+    """One paragraph for a file the command could not read or write."""
+    run = vars(args).get("run")  # evaluate and recommend read a run directory
+    where = f" in the run directory {run}" if run else ""
+    if isinstance(err, UnicodeDecodeError):
+        return (
+            f"a file{where} is not UTF-8 text ({err.reason} at byte {err.start}); "
+            "rectk reads and writes its files as UTF-8: re-save or regenerate the file"
+        )
+    if isinstance(err, json.JSONDecodeError):
+        return (
+            f"a JSON file{where} is damaged ({err.msg}, line {err.lineno} column {err.colno}); "
+            "a run directory's files are written by rectk: restore the file, or rerun"
+        )
+    name = err.filename if err.filename is not None else "a file"
+    text = err.strerror or str(err) or type(err).__name__
+    remedy = _OS_REMEDY.get(err.errno or 0)
+    return f"{name}: {text}{'; ' + remedy if remedy else ''}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # run as a command, not called from Python
+        _drop_implicit_cwd()
     args = _parser().parse_args(argv)
     from rectk.sharding import set_cpu_devices
 
@@ -195,10 +365,18 @@ def main(argv: list[str] | None = None) -> int:
             _cmd_evaluate(args)
         elif args.command == "recommend":
             _cmd_recommend(args)
+        elif args.command == "sweep":
+            _cmd_sweep(args)
         elif args.command == "plugins":
             _cmd_plugins(args)
     except RectkError as err:
         print(f"rectk: error: {err}", file=sys.stderr)
+        return 2
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        # Files that cannot be read or written (permissions, a read-only or full disk) or are
+        # damaged: the user's to fix, so one paragraph; any other exception is a bug and keeps
+        # its traceback.
+        print(f"rectk: error: {_os_error_message(err, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rectk: interrupted; checkpoints already written are kept", file=sys.stderr)

@@ -12,9 +12,10 @@ from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from rectk import registry
-from rectk.recipe import plugin, plugin_names
+from rectk.recipe import plugin, plugin_chains, plugin_name, plugin_names
 
 _frozen = dataclasses.dataclass(frozen=True, kw_only=True)
+MAX_LEN = 100_000  # the longest model.max_len a recipe may ask for
 
 
 def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
@@ -58,8 +59,10 @@ class ModelConfig:
     item_bias: bool = False
 
     def __post_init__(self):
-        if self.dim <= 0 or self.max_len <= 0:
-            raise ValueError("model.dim and model.max_len must be positive")
+        _require(self.dim >= 1, "model.dim", "at least 1", self.dim)
+        # Beyond MAX_LEN, one window's position table and attention no longer fit anywhere
+        # (attention encoders also check their scores' memory when built).
+        _require(1 <= self.max_len <= MAX_LEN, "model.max_len", f"in [1, {MAX_LEN}]", self.max_len)
 
 
 @_frozen
@@ -85,6 +88,8 @@ class TrainConfig:
     accumulate: int = 1  # micro-batches per optimiser update (optax.MultiSteps)
     # a finished run (a name under run_dir, or a path) whose best weights start this run
     init_from: str = ""
+    # stop when a step's loss exceeds this multiple of the first step's loss; 0 = off
+    divergence: float = 10.0
 
     def __post_init__(self):
         if self.accumulate < 1:
@@ -108,6 +113,12 @@ class TrainConfig:
         for key in ("weight_decay", "clip_norm"):
             _require(getattr(self, key) >= 0.0, f"train.{key}", ">= 0", getattr(self, key))
         _require(self.log_every >= 1, "train.log_every", "at least 1", self.log_every)
+        _require(
+            self.divergence == 0.0 or self.divergence > 1.0,
+            "train.divergence",
+            "0 (off) or above 1",
+            self.divergence,
+        )
         _require(
             self.keep_checkpoints >= 1,
             "train.keep_checkpoints",
@@ -139,6 +150,54 @@ class RecommendConfig:
     def __post_init__(self):
         _require(self.k >= 1, "recommend.k", "at least 1", self.k)
         _require(self.show_users >= 0, "recommend.show_users", ">= 0", self.show_users)
+
+
+@_frozen
+class RerankConfig:
+    """Reranker chains: the model's top ``candidates`` per learner (seen items excluded)
+    become final lists of ``k`` through each chain (``[[rerank.chains.NAME]]`` tables, applied
+    in order). Training ends by evaluating the model's own top-``k`` and every chain on the
+    test split, accuracy and beyond-accuracy metrics side by side (``rectk evaluate``).
+    """
+
+    candidates: int = 100  # C: candidates retrieved per learner for the chains
+    k: int = 10  # K: the length of the evaluated final lists
+    chains: dict[str, tuple[Any, ...]] = plugin_chains(registry.rerankers)
+    use: str = ""  # the chain `rectk recommend` applies; "" = the model's own ranking
+    # learners reranked together: a chain that looks across learners (exposure) amortises
+    # over this many
+    batch_size: int = 256
+    metrics: tuple[str, ...] = plugin_names(
+        registry.list_metrics,
+        (
+            "coverage",
+            "gini",
+            "ild",
+            "ild_topics",
+            "novelty",
+            "long_tail",
+            "miscalibration",
+            "exposure_disparity",
+            "prerequisite_violations",
+        ),
+    )
+
+    def __post_init__(self):
+        _require(self.candidates >= 1, "rerank.candidates", "at least 1", self.candidates)
+        _require(
+            1 <= self.k <= self.candidates,
+            "rerank.k",
+            f"in 1..rerank.candidates = {self.candidates} (K <= C)",
+            self.k,
+        )
+        _require(self.batch_size >= 1, "rerank.batch_size", "at least 1", self.batch_size)
+        known = ", ".join(repr(n) for n in self.chains) or "none declared"
+        _require(
+            not self.use or self.use in self.chains,
+            "rerank.use",
+            f'"" or the name of a chain in rerank.chains ({known})',
+            self.use,
+        )
 
 
 @_frozen
@@ -180,6 +239,7 @@ class RunConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     recommend: RecommendConfig = dataclasses.field(default_factory=RecommendConfig)
+    rerank: RerankConfig = dataclasses.field(default_factory=RerankConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
 
     def __post_init__(self):
@@ -191,10 +251,44 @@ class RunConfig:
             "a non-empty relative name without '..' (the run's folder under run_dir)",
             self.name,
         )
-        if self.train.stride > self.model.max_len:
-            raise ValueError(
-                f"train.stride = {self.train.stride} must not exceed model.max_len = "
-                f"{self.model.max_len}"
+        self._check_rerankers()
+        monitored = [f"{m}@{k}" for m in self.eval.metrics for k in self.eval.ks]
+        _require(
+            self.train.monitor in monitored,
+            "train.monitor",
+            f"a validation metric, one of eval.metrics @ eval.ks ({', '.join(monitored)})",
+            self.train.monitor,
+        )
+        _require(
+            self.train.stride <= self.model.max_len,
+            "train.stride",
+            f"at most model.max_len = {self.model.max_len}",
+            self.train.stride,
+        )
+
+    def _check_rerankers(self) -> None:
+        """Every chain's side information is there (the data set provides it), and a chain
+        applied by ``rectk recommend`` has the candidates for ``recommend.k``."""
+        from rectk.contracts import ALWAYS_PROVIDED
+
+        provides = ALWAYS_PROVIDED | self.data.provides()
+        for chain, stages in self.rerank.chains.items():
+            for i, stage in enumerate(stages):
+                missing = stage.requires() - provides
+                if missing:
+                    raise ValueError(
+                        f"rerank.chains.{chain}[{i}] the {plugin_name(stage)} reranker needs item "
+                        f"{', '.join(sorted(missing))}, which data set "
+                        f"{plugin_name(self.data)!r} does not provide (it provides: "
+                        f"{', '.join(sorted(provides))})"
+                    )
+        if self.rerank.use:
+            _require(
+                self.recommend.k <= self.rerank.candidates,
+                "recommend.k",
+                f"at most rerank.candidates = {self.rerank.candidates} when rerank.use "
+                "names a chain",
+                self.recommend.k,
             )
 
 

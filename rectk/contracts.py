@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from rectk.data.types import Catalogue, Dataset
 
 __all__ = [
+    "ALWAYS_PROVIDED",
     "RERANK_NEEDS",
     "BaselinePlugin",
     "BuildContext",
@@ -35,11 +36,13 @@ __all__ = [
     "EncoderModule",
     "EncoderPlugin",
     "EncoderTraits",
+    "FinalLists",
     "FreezesParams",
     "HeadModule",
     "HeadPlugin",
     "ItemTowerModule",
     "ItemTowerPlugin",
+    "ListMetric",
     "LossPlugin",
     "Metric",
     "RerankContext",
@@ -200,10 +203,20 @@ class LossPlugin(Protocol):
 
 
 class DatasetPlugin(Protocol):
-    """A data set's config: ``load() -> Dataset`` (interactions and, optionally, a catalogue)."""
+    """A data set's config: ``load() -> Dataset`` (interactions and, optionally, a catalogue).
+
+    ``provides()`` declares the item side information its catalogue carries, from
+    ``{"groups", "topics", "prerequisites"}`` (item embeddings and popularity come from the
+    model and the training split, for every data set); a recipe whose rerankers need more is
+    refused at load, before anything is read.
+    """
 
     @abc.abstractmethod
     def load(self) -> Dataset: ...
+
+    def provides(self) -> frozenset[str]:
+        """The side information (keys of ``RERANK_NEEDS``) ``load()``'s catalogue carries."""
+        return frozenset()
 
 
 class Metric(Protocol):
@@ -290,7 +303,7 @@ class RerankerPlugin(Protocol):
     candidate). Pure and jit-able with ``k`` static; ``k > C`` is a ``ValueError``.
 
     A candidate with id 0 or score -inf is invalid: it is never selected before a valid one.
-    Rerankers compose left to right (``rectk_plugins.rerankers.chain``): every stage but the
+    Rerankers compose left to right (``rectk.rerank.chain``): every stage but the
     last is called with ``k = C`` and keeps every candidate in its new order.
 
     Attributes:
@@ -312,3 +325,45 @@ class RerankerPlugin(Protocol):
         field picks a source (``similarity = "topics"``) adds it here. A recipe naming a
         reranker whose ``requires()`` the data set cannot provide is refused at load."""
         return self.needs
+
+    def with_group_names(self, names: tuple[str, ...]) -> RerankerPlugin:
+        """This configuration with provider-group *names* resolved to the context's group ids
+        (``names[g - 1]`` is group ``g``); raises ``ValueError`` naming an unknown one. The
+        default, for rerankers that name no group, returns ``self``."""
+        del names
+        return self
+
+
+# Item side information every data set has: the model's vectors and training popularity.
+ALWAYS_PROVIDED: frozenset[str] = frozenset({"embeddings", "popularity"})
+
+
+class FinalLists(NamedTuple):
+    """The final recommendation lists of N learners and what list metrics read (NumPy).
+
+    Attributes:
+      ids_nk: each learner's final list ``[N, K]``, best first; 0 = an empty slot.
+      target_n: the held-out item of each learner ``[N]``.
+      history_nh: each learner's history ``[N, H]``, 0 = padding.
+      num_items: the catalogue's size (ids 1..num_items).
+      item_emb_vd, item_group_v, item_topics_vt, item_pop_v, prereq_vp: the item side
+        information, as in ``RerankContext`` (None where the data set lacks it).
+    """
+
+    ids_nk: np.ndarray
+    target_n: np.ndarray
+    history_nh: np.ndarray
+    num_items: int
+    item_emb_vd: np.ndarray | None = None
+    item_group_v: np.ndarray | None = None
+    item_topics_vt: np.ndarray | None = None
+    item_pop_v: np.ndarray | None = None
+    prereq_vp: np.ndarray | None = None
+
+
+class ListMetric(Protocol):
+    """``metric(lists, k) -> value``: one number over the first ``k`` places of a set of
+    final lists (beyond-accuracy metrics: coverage, diversity, fairness, ...), or None where
+    ``lists`` lacks the side information it reads (a function)."""
+
+    def __call__(self, lists: FinalLists, k: int) -> float | None: ...

@@ -6,6 +6,9 @@ shipped with rectk); tables merge key by key, and ``--set a.b=c`` overrides come
 config fields. When a layer changes a plugin table's ``type``, that table is replaced, not merged.
 Recipes are closed: an unknown key, a wrong type or a missing field is one error that names the
 file the key came from and its key path.
+
+A recipe is code: its ``plugins`` list is imported (after the TOML has been read and its
+structure checked, before validation). Load only recipes you trust (``docs/trust.md``).
 """
 
 from __future__ import annotations
@@ -42,6 +45,13 @@ def plugin_names(registry: Registry[Any], default: tuple[str, ...]) -> Any:
     return dataclasses.field(default=default, metadata={"names_in": registry})
 
 
+def plugin_chains(registry: Registry[Any]) -> Any:
+    """A schema field holding named lists of plugin tables (``[[rerank.chains.NAME]]``, each
+    with its ``type``): ``{name: (plugin config, ...)}``, in the order the recipe lists them.
+    An empty list is an error naming its key."""
+    return dataclasses.field(default_factory=dict, metadata={"chains_of": registry})
+
+
 def plugin_name(cfg: Any) -> str:
     """The registered name of a plugin config instance."""
     return type(cfg).plugin_name  # set by ``registered``
@@ -73,13 +83,33 @@ def shipped_recipes() -> Path:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    """A recipe file's TOML data; anything else (missing, a folder, binary or non-UTF-8 bytes,
+    invalid TOML) is one error naming the file, and the line where there is one."""
+    if path.is_dir():
+        raise RecipeError(f"{path}: is a folder, not a recipe file (name the .toml file)")
     if not path.is_file():
-        raise RecipeError(f"recipe file not found: {path}")
+        what = "not a regular file" if path.exists() else "recipe file not found"
+        raise RecipeError(f"{what}: {path}")
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        raw = path.read_bytes()
+    except OSError as err:
+        raise RecipeError(f"{path}: cannot read the recipe: {err.strerror or err}") from None
+    if b"\0" in raw:
+        raise RecipeError(f"{path}: a binary file (it holds NUL bytes), not a TOML recipe")
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")  # an editor's byte-order mark
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise RecipeError(
+            f"{path}, line {line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); a recipe is "
+            "TOML in UTF-8: save the file as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise RecipeError(f"{path}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
 
 
 def _merge(base: dict, over: dict, src: dict, over_src: str, prefix: str) -> dict:
@@ -265,20 +295,17 @@ def _build(cls: Any, data: dict, prefix: str, ctx: _Ctx) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     join = (lambda k: f"{prefix}.{k}") if prefix else (lambda k: k)
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        key = unknown[0]
-        import difflib
-
-        close = difflib.get_close_matches(key, list(fields), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ctx.error(join(key), f"unknown key{hint} (known: {', '.join(sorted(fields))})")
+    _refuse_unknown(data, fields, join, ctx)
     kwargs = {}
     for name, f in fields.items():
         path = join(name)
         reg = f.metadata.get("registry")
         if reg is not None:
             kwargs[name] = _build_plugin(f, data.get(name), path, ctx)
+            continue
+        if "chains_of" in f.metadata:
+            if name in data:
+                kwargs[name] = _build_chains(f.metadata["chains_of"], data[name], path, ctx)
             continue
         if name in data:
             kwargs[name] = _convert(hints[name], data[name], path, ctx)
@@ -294,6 +321,44 @@ def _build(cls: Any, data: dict, prefix: str, ctx: _Ctx) -> Any:
         raise _check_error(ctx, prefix, fields, str(err)) from None
 
 
+def _refuse_unknown(data: dict, fields: dict, join: Callable[[str], str], ctx: _Ctx) -> None:
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = unknown[0]
+        import difflib
+
+        close = difflib.get_close_matches(key, list(fields), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ctx.error(join(key), f"unknown key{hint} (known: {', '.join(sorted(fields))})")
+
+
+def _check_structure(cls: Any, data: dict, prefix: str, ctx: _Ctx) -> None:
+    """What needs no plugin: the schema's own tables hold only known keys, values of the
+    right type and tables where tables belong. Runs before a recipe's ``plugins`` are
+    imported (and before any plugin is discovered), so a malformed recipe imports nothing;
+    a plugin table's own keys, names checked against a registry and range checks wait for
+    ``_build``."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    join = (lambda k: f"{prefix}.{k}") if prefix else (lambda k: k)
+    _refuse_unknown(data, fields, join, ctx)
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        path, val = join(name), data[name]
+        if "registry" in f.metadata:
+            if not isinstance(val, dict):
+                raise ctx.error(path, f"expected a table with a 'type' key, got {val!r}")
+        elif "chains_of" in f.metadata:
+            continue  # tables of plugin tables: checked by _build_chains
+        elif dataclasses.is_dataclass(hints[name]):
+            if not isinstance(val, dict):
+                raise ctx.error(path, f"expected a table, got {val!r}")
+            _check_structure(hints[name], val, path, ctx)
+        else:
+            _convert(hints[name], val, path, ctx)
+
+
 def _check_error(ctx: _Ctx, prefix: str, fields: dict, msg: str) -> RecipeError:
     """A ``__post_init__`` message as a recipe error. One that starts with one of this table's
     keys (``"train.lr must be ..."``) is placed at that key, so it names the file (or
@@ -302,6 +367,9 @@ def _check_error(ctx: _Ctx, prefix: str, fields: dict, msg: str) -> RecipeError:
     own = head.rpartition(".")[2] if "." in head else head
     if rest.startswith("must ") and own in fields and head in (f"{prefix}.{own}", own):
         return ctx.error(f"{prefix}.{own}" if prefix else own, rest)
+    # A check across tables names the nested key it is about: ``"rerank.chains.x[0] ..."``.
+    if not prefix and "." in head and re.sub(r"\[\d+\]", "", head.split(".")[0]) in fields:
+        return ctx.error(head, rest)
     return ctx.error(prefix or "(top level)", msg)
 
 
@@ -332,6 +400,34 @@ def _build_plugin(f: dataclasses.Field, val: Any, path: str, ctx: _Ctx) -> Any:
     return _build(cls, val, path, ctx)
 
 
+_CHAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
+
+
+def _build_chains(reg: Registry[Any], val: Any, path: str, ctx: _Ctx) -> dict[str, tuple]:
+    """``{name: [plugin table, ...]}`` -> ``{name: (plugin config, ...)}``."""
+    if not isinstance(val, dict):
+        raise ctx.error(path, f"expected a table of named lists of {reg.kind} tables, got {val!r}")
+    out = {}
+    for name, tables in val.items():
+        where = f"{path}.{name}"
+        if not _CHAIN_NAME.match(name):
+            raise ctx.error(where, "a chain name must be letters, digits, '_' or '-'")
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            raise ctx.error(
+                where, f"expected a list of {reg.kind} tables ([[{where}]] with type = ...)"
+            )
+        if not tables:
+            raise ctx.error(
+                where, f"an empty chain: give at least one {reg.kind} table, or leave it out"
+            )
+        field = plugin(reg, "")  # no default: every table names its type
+        out[name] = tuple(
+            _build_plugin(field, {"type": None, **t}, f"{where}[{i}]", ctx)
+            for i, t in enumerate(tables)
+        )
+    return out
+
+
 def to_dict(cfg: Any, *, plugin_table: bool = False) -> Any:
     """A config object as plain TOML-able data (plugin tables carry their ``type``)."""
     if dataclasses.is_dataclass(cfg):
@@ -340,7 +436,13 @@ def to_dict(cfg: Any, *, plugin_table: bool = False) -> Any:
         if plugin_table and name is not None:
             out["type"] = name
         for f in dataclasses.fields(cfg):
-            out[f.name] = to_dict(getattr(cfg, f.name), plugin_table="registry" in f.metadata)
+            value = getattr(cfg, f.name)
+            if "chains_of" in f.metadata:
+                out[f.name] = {
+                    k: [to_dict(s, plugin_table=True) for s in v] for k, v in value.items()
+                }
+                continue
+            out[f.name] = to_dict(value, plugin_table="registry" in f.metadata)
         return out
     if isinstance(cfg, tuple | list):
         return [to_dict(v) for v in cfg]
@@ -375,6 +477,7 @@ def load(path: str | Path, overrides: typing.Sequence[str] = (), schema: Any = N
         keys, value = parse_override(text)
         data = _apply_override(data, keys, value, src)
     ctx = _Ctx(src, str(path.resolve()))
+    _check_structure(schema, data, "", ctx)  # before anything is imported
     if isinstance(data.get("plugins"), list):
         data = {**data, "plugins": _load_plugins(data["plugins"], ctx)}
     config = _build(schema, data, "", ctx)
@@ -397,7 +500,14 @@ def _load_plugins(entries: list[Any], ctx: _Ctx) -> list[Any]:
                 )
             entry = str(file)
         elif isinstance(entry, str) and not load_module(entry):
-            raise ctx.error("plugins", f"could not import {entry!r}: {failed_plugins()[entry]}")
+            why = failed_plugins()[entry]
+            if why.startswith("ModuleNotFoundError"):
+                why += (
+                    " (a module name is looked up on the Python path, which the rectk command "
+                    "keeps free of the current folder: install the module, or name its file, "
+                    f'plugins = ["./{entry.replace(".", "/")}.py"], relative to the recipe)'
+                )
+            raise ctx.error("plugins", f"could not import {entry!r}: {why}")
         out.append(entry)
     return out
 

@@ -36,6 +36,7 @@ from rectk.contracts import (
     EncoderPlugin,
     HeadPlugin,
     ItemTowerPlugin,
+    ListMetric,
     LossPlugin,
     Metric,
     RerankerPlugin,
@@ -350,6 +351,7 @@ tasks: Registry[type[TaskPlugin]] = Registry("task", contract=TaskPlugin)
 rerankers: Registry[type[RerankerPlugin]] = Registry(
     "reranker", "rerankers", contract=RerankerPlugin
 )
+list_metrics: Registry[ListMetric] = Registry("list metric", contract=ListMetric, form="function")
 
 ALL: dict[str, Registry[Any]] = {
     "datasets": datasets,
@@ -361,4 +363,5 @@ ALL: dict[str, Registry[Any]] = {
     "baselines": baselines,
     "tasks": tasks,
     "rerankers": rerankers,
+    "list_metrics": list_metrics,
 }

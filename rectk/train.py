@@ -6,9 +6,12 @@ uninterrupted one: each step's randomness is ``fold_in(key, step)``; every check
 train state, the data iterator's position and the loop's own state (``LoopState``); metrics
 logged after the restored step are dropped. The host waits for the devices only where it must:
 the loss is fetched at log, validation, checkpoint and epoch-end steps (every step's loss since
-the last fetch is then checked for NaN/inf), and each batch is placed on the devices while
-earlier steps run. Only process 0 prints and writes the run directory's files; every process
-writes its part of the checkpoints, through Orbax.
+the last fetch is then checked for NaN/inf and for divergence, ``train.divergence`` times the
+first step's loss), and each batch is placed on the devices while earlier steps run. Only
+process 0 prints and writes the run directory's files; every process writes its part of the
+checkpoints, through Orbax. Process 0 holds the run directory's lock throughout, so a second
+training of the same run is refused; a damaged checkpoint is moved aside and the newest intact
+one resumed.
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ import numpy as np
 
 from rectk import sharding as shd
 from rectk import steps
-from rectk.checkpoint import Checkpoints, latest_step
+from rectk.checkpoint import Checkpoints, DamagedCheckpoint, latest_step
 from rectk.config import RunConfig
 from rectk.errors import RectkError, TrainingError
 from rectk.logging import MetricsLog
+from rectk.predict import load_run
 from rectk.recipe import Recipe
+from rectk.rerank.evaluate import evaluate_chains
+from rectk.rerank.side import ItemSide
 from rectk.rundir import RunDir
 from rectk.setup import (
     baseline_ranker,
@@ -56,6 +62,7 @@ class LoopState:
     epoch_seconds: tuple[float, ...] = ()  # training time of each finished epoch
     valid: dict[str, float] = dataclasses.field(default_factory=dict)  # metrics at best_step
     stopped: str = ""  # "" while training, then "steps" or "early_stopping"
+    first_loss: float | None = None  # the first step's loss: ``train.divergence``'s reference
 
     def validated(self, step: int, value: float, metrics: dict[str, float]) -> LoopState:
         """After a validation at ``step`` (only a strict improvement is a new best)."""
@@ -78,7 +85,17 @@ class LoopState:
 
 
 def train_and_evaluate(recipe: Recipe, *, progress: bool = True, echo=print) -> dict:
-    """Trains (resuming if the run exists), evaluates on the test split, writes results."""
+    """Trains (resuming if the run exists), evaluates on the test split, writes results.
+
+    The run directory is locked meanwhile (a second training of the run is refused); one that
+    cannot be written (permissions, a read-only or full disk) is a ``RectkError`` naming it.
+    """
+    rd = RunDir.of(recipe.config)
+    with rd.writing(), rd.lock(enabled=jax.process_index() == 0):
+        return _train_and_evaluate(recipe, progress=progress, echo=echo)
+
+
+def _train_and_evaluate(recipe: Recipe, *, progress: bool, echo) -> dict:
     cfg: RunConfig = recipe.config
     tc = cfg.train
     t_start = time.perf_counter()
@@ -91,13 +108,16 @@ def train_and_evaluate(recipe: Recipe, *, progress: bool = True, echo=print) -> 
     say(
         f"data {data.name}: {inter.num_users} users, {inter.num_items} items, {len(inter)} "
         f"interactions (version {inter.fingerprint()}); {len(sp.valid)} valid / "
-        f"{len(sp.test)} test targets"
+        f"{len(sp.test)} test targets" + "".join(f"\n  note: {n}" for n in data.notes)
     )
+    side = ItemSide.build(data, sp.train.items)
+    for chain, stages in cfg.rerank.chains.items():
+        side.bind(stages, chain)  # an unknown group name fails now, not after training
     mesh = shd.make_mesh(cfg.mesh.data, cfg.mesh.model)
     s = setup(cfg, data, sp, mesh)
     rd = RunDir.of(cfg)
 
-    # ---- Initialise: this run's latest checkpoint > train.init_from > fresh weights ---------
+    # ---- Initialise: this run's newest intact checkpoint > train.init_from > fresh weights --
     # (decided before the run directory is written: a source it cannot use leaves nothing)
     resume = latest_step(rd.checkpoints)  # restored below, once run.json has been checked
     init_report = None
@@ -108,6 +128,7 @@ def train_and_evaluate(recipe: Recipe, *, progress: bool = True, echo=print) -> 
     rd.start(recipe, data, write=primary)
     if primary:
         rd.save_history(sp.history)
+        side.save(rd.path)  # what reranker chains read
     if init_report is not None:
         if primary:
             rd.write_json("init_from.json", init_report)
@@ -122,16 +143,26 @@ def train_and_evaluate(recipe: Recipe, *, progress: bool = True, echo=print) -> 
         f"{s.total_steps} steps ({s.steps_per_epoch} per epoch) on {mesh.shape['data']} "
         f"data-parallel device(s); run directory {rd.path}"
     )
-    ckpt = Checkpoints(rd.checkpoints, keep=tc.keep_checkpoints)
+    ckpt = Checkpoints(rd.checkpoints, keep=tc.keep_checkpoints, recipe_hash=recipe.hash)
+    if primary:
+        rd.check_metrics()  # drops a partial last line, left by a run killed while writing it
     log = MetricsLog(rd.path, primary=primary)
     it = iter(train_batches(s, sp).to_iter_dataset())
     loop = LoopState()
     if resume is not None:
-        state, meta = ckpt.restore(resume, s.abstract_state)
+        try:  # the newest checkpoint that can be read; damaged ones are moved aside
+            _, (state, meta) = ckpt.restore_first(
+                sorted(ckpt.all_steps(), reverse=True),
+                lambda step: ckpt.restore(step, s.abstract_state),
+            )
+        except BaseException:
+            log.close()
+            ckpt.close()
+            raise
         loop, data_iter = LoopState.from_meta(meta)
         it.set_state(data_iter)
-        log.truncate_after(loop.step)
         say(f"resuming from the checkpoint at step {loop.step}")
+    log.truncate_after(loop.step if resume is not None else -1)  # fresh: nothing logged stays
 
     step_fn = steps.jit_train_step(s.bound, s.state_shardings, s.batch_sharding, s.replicated)
     root_key = jax.random.key(cfg.seed + 1)
@@ -175,7 +206,9 @@ def train_and_evaluate(recipe: Recipe, *, progress: bool = True, echo=print) -> 
             logging = step % tc.log_every == 0 or last
             epoch_end = step % s.steps_per_epoch == 0
             if logging or saving or epoch_end:  # the only places the host waits
-                fetched = _finite(jax.device_get(unread), ckpt, rd)
+                host = jax.device_get(unread)
+                fetched = _finite(host, ckpt, rd)
+                loop = _diverged(host, loop, tc.divergence, ckpt, rd)
                 unread = []
                 jax.block_until_ready(state)
                 loss, grad_norm = fetched["loss"], fetched["grad_norm"]
@@ -207,7 +240,10 @@ def train_and_evaluate(recipe: Recipe, *, progress: bool = True, echo=print) -> 
         # ---- The best validation step's weights ---------------------------------------------
         weights = weights_of(state)
         if loop.best_step >= 0 and loop.best_step != step:
-            weights = ckpt.restore_weights(loop.best_step, weights_of(s.abstract_state))
+            try:
+                weights = ckpt.restore_weights(loop.best_step, weights_of(s.abstract_state))
+            except DamagedCheckpoint as err:
+                say(f"note: {err}; the test evaluates the weights at step {step} instead")
         train_s = time.perf_counter() - t_start
 
         # ---- Test: the model and the baselines on held-out targets --------------------------
@@ -262,6 +298,15 @@ def train_and_evaluate(recipe: Recipe, *, progress: bool = True, echo=print) -> 
             "epoch_median": float(np.median(loop.epoch_seconds)) if loop.epoch_seconds else None,
         },
     }
+    if cfg.rerank.chains and jax.process_count() == 1:
+        # The final lists of each chain beside the model's own, on the test split.
+        t_rerank = time.perf_counter()
+        summary["rerank"] = evaluate_chains(load_run(rd.path), sp.test, cfg.rerank.chains)
+        summary["rerank_lists"] = {"k": cfg.rerank.k, "candidates": cfg.rerank.candidates}
+        summary["seconds"] = {
+            **summary["seconds"],  # type: ignore[dict-item]
+            "rerank_eval": round(time.perf_counter() - t_rerank, 2),
+        }
     if primary:
         rd.write_json("results.json", summary)
     return summary
@@ -299,17 +344,43 @@ def _finite(fetched: list[tuple[int, dict]], ckpt: Checkpoints, rd: RunDir) -> d
     for step, metrics in fetched:
         loss = float(metrics["loss"])
         if not math.isfinite(loss):
-            kept = ckpt.latest_step()
             raise TrainingError(
                 f"the training loss became {loss} at step {step}; training stopped. "
-                + (
-                    f"The last good checkpoint (step {kept}) is kept in {rd.checkpoints}."
-                    if kept is not None
-                    else "No checkpoint had been written yet."
-                )
+                + _kept(ckpt, rd)
                 + " Lower train.lr, set train.clip_norm, or check the data for extreme values."
             )
     return {k: float(v) for k, v in fetched[-1][1].items()}
+
+
+def _diverged(
+    fetched: list[tuple[int, dict]], loop: LoopState, limit: float, ckpt: Checkpoints, rd: RunDir
+) -> LoopState:
+    """``loop`` with its reference loss (the first step's) set once; raises if a fetched
+    step's loss exceeds ``limit`` times it (``limit`` 0, or a reference not above 0: no check),
+    naming the first such step and the last good checkpoint kept."""
+    if loop.first_loss is None:
+        loop = dataclasses.replace(loop, first_loss=float(fetched[0][1]["loss"]))
+    first = loop.first_loss
+    if not limit or first is None or first <= 0.0:
+        return loop
+    for step, metrics in fetched:
+        loss = float(metrics["loss"])
+        if loss > limit * first:
+            raise TrainingError(
+                f"the training loss diverged: {loss:.6g} at step {step}, more than "
+                f"train.divergence = {limit:g} times the first step's loss ({first:.6g}); "
+                "training stopped. "
+                + _kept(ckpt, rd)
+                + " Lower train.lr, set train.clip_norm, or raise train.divergence (0 = off)."
+            )
+    return loop
+
+
+def _kept(ckpt: Checkpoints, rd: RunDir) -> str:
+    kept = ckpt.latest_step()
+    if kept is None:
+        return "No checkpoint had been written yet."
+    return f"The last good checkpoint (step {kept}) is kept in {rd.checkpoints}."
 
 
 def _progress(enabled: bool, total: int, start: int):

@@ -313,8 +313,11 @@ def _exposure_reference(ids, scores, groups_v, lam, target, k):
         for c in range(num):
             if known[b, c]:
                 merit[group[b, c]] += rel[b, c] if target == "relevance" else 1.0
-    if target == "equal":
+    if target != "relevance":
         merit = (merit > 0).astype(float)
+    if target == "catalogue":
+        merit = merit * np.bincount(groups_v[1:], minlength=len(groups_v))[: len(groups_v)]
+        merit[0] = 0.0
     tau = merit / merit.sum()
     exposure, total = np.zeros(len(groups_v)), 0.0
     taken = np.zeros((batch, num), bool)
@@ -341,7 +344,7 @@ def _exposure_reference(ids, scores, groups_v, lam, target, k):
     return np.take_along_axis(ids, out, 1)
 
 
-@pytest.mark.parametrize("target", ["relevance", "equal"])
+@pytest.mark.parametrize("target", ["relevance", "equal", "catalogue"])
 @pytest.mark.parametrize("lam", [0.0, 0.5, 0.9])
 def test_exposure_matches_numpy_greedy(target, lam):
     ctx = _context(7, batch=6)

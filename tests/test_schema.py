@@ -234,7 +234,7 @@ def _recipe_doc_problems(markdown: str) -> list[str]:
             if code is None:
                 problems.append(f"{path}: default {shown!r} is not one code span")
                 continue
-            if isinstance(want, dict):  # a plugin field: its default is the plugin's name
+            if isinstance(want, dict) and "type" in want:  # a plugin field: its default is its name
                 if code.group(1) != want["type"]:
                     problems.append(f"{path}: shown {code.group(1)}, the default is {want['type']}")
                 fields = {k: v for k, v in want.items() if k != "type"}

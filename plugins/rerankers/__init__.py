@@ -6,8 +6,9 @@ Each reranker is a frozen config (its fields are the recipe keys of its table) c
 jit-compiled.
 """
 
+from rectk.rerank.chain import across_learners, chain, requires, rerank
+
 from .calibration import Calibration
-from .chain import across_learners, chain, requires, rerank
 from .diversity import DPP, MMR
 from .exposure import Exposure
 from .fair import FAIR, adjusted_mtable, fail_probability, mtable

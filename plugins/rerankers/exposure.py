@@ -21,18 +21,29 @@ def position_weights(k: int) -> jax.Array:
 
 
 def target_shares(
-    group_bc: jax.Array, rel_bc: jax.Array, known_bc: jax.Array, target: str, num_groups: int
+    group_bc: jax.Array,
+    rel_bc: jax.Array,
+    known_bc: jax.Array,
+    target: str,
+    num_groups: int,
+    groups_v: jax.Array | None = None,
 ) -> jax.Array:
     """``[G]``: each group's target share of the exposure. ``"relevance"``: its share of the
     relevance of the batch's candidates (merit); ``"equal"``: the same for every group with a
-    candidate in the batch. Group 0 (unknown) gets none."""
+    candidate in the batch; ``"catalogue"``: proportional to the group's number of items in
+    the catalogue (``groups_v``), among the groups with a candidate in the batch (Singh &
+    Joachims's demographic parity). Group 0 (unknown) gets none."""
     if target == "relevance":
         merit = jnp.where(known_bc, rel_bc, 0.0)
     else:
         merit = known_bc.astype(jnp.float32)
     merit_g = jnp.zeros(num_groups, jnp.float32).at[group_bc.ravel()].add(merit.ravel())
-    if target == "equal":
+    if target != "relevance":
         merit_g = (merit_g > 0).astype(jnp.float32)
+    if target == "catalogue":
+        assert groups_v is not None
+        size_g = jnp.zeros(num_groups, jnp.float32).at[groups_v[1:]].add(1.0).at[0].set(0.0)
+        merit_g = merit_g * size_g
     total = merit_g.sum()
     return jnp.where(total > 0, merit_g / jnp.where(total > 0, total, 1.0), 0.0)
 
@@ -46,7 +57,9 @@ class Exposure(RerankerPlugin):
     2018): each group's exposure should be proportional to its merit, the relevance of its
     items (``target = "relevance"``, their disparate-treatment constraint, which makes a
     group's total exposure proportional to its total relevance), or the same for every group
-    (``target = "equal"``); amortised, as Biega,
+    (``target = "equal"``), or proportional to its number of items in the catalogue (``target =
+    "catalogue"``, their demographic parity, which ``exposure_disparity`` measures); amortised,
+    as Biega,
     Gummadi & Weikum amortise attention over a series of rankings ("Equity of Attention",
     SIGIR 2018), over all the lists of the batch rather than within each list.
 
@@ -66,7 +79,7 @@ class Exposure(RerankerPlugin):
     across_learners: ClassVar[bool] = True
 
     lambda_: float = 0.5
-    target: Literal["relevance", "equal"] = "relevance"
+    target: Literal["relevance", "equal", "catalogue"] = "relevance"
 
     def __post_init__(self) -> None:
         check_unit("lambda_", self.lambda_)
@@ -81,7 +94,7 @@ class Exposure(RerankerPlugin):
         valid = valid_candidates(ids_bc, scores_bc)
         rel = relevance(scores_bc, valid, normalize=True)
         known = valid & (group_bc > 0)
-        tau_g = target_shares(group_bc, rel, known, self.target, num_groups)
+        tau_g = target_shares(group_bc, rel, known, self.target, num_groups, groups_v)
         weights_k = position_weights(k)
         lam = self.lambda_
 

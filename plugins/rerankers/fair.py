@@ -93,7 +93,9 @@ class FAIR(RerankerPlugin):
     """FA*IR (Zehlike, Bonchi, Castillo, Hajian, Megahed & Baeza-Yates, "FA*IR: A Fair Top-k
     Ranking Algorithm", CIKM 2017).
 
-    The protected group: the items whose provider group is in ``protected_groups``. Every
+    The protected group: the items whose provider group is in ``protected_groups``, group ids
+    (``>= 1``) or, in a recipe, the data set's group names (``["psu", "uiuc"]``, resolved by
+    ``with_group_names`` when the run's side information is known). Every
     prefix of length ``i`` of the list must hold at least ``m(i)`` protected items, the
     binomial inverse CDF at significance ``alpha`` for a minimum proportion ``p``, with the
     paper's multiple-testing adjustment of ``alpha`` where ``adjust`` (``adjusted_mtable``).
@@ -105,21 +107,37 @@ class FAIR(RerankerPlugin):
 
     needs: ClassVar[frozenset[str]] = frozenset({"groups"})
 
-    protected_groups: tuple[int, ...]
+    protected_groups: tuple[int | str, ...]
     p: float = 0.5
     alpha: float = 0.1
     adjust: bool = True
 
     def __post_init__(self) -> None:
-        if not self.protected_groups or min(self.protected_groups) < 1:
+        ok = all(
+            (isinstance(g, str) and g) or (isinstance(g, int) and g >= 1)
+            for g in self.protected_groups
+        )
+        if not self.protected_groups or not ok:
             raise ValueError(
-                f"protected_groups must list at least one group id >= 1, got "
+                f"protected_groups must list at least one group (a name, or an id >= 1), got "
                 f"{self.protected_groups!r}"
             )
         if not 0.0 < self.p < 1.0:
             raise ValueError(f"p must lie in (0, 1), got {self.p!r}")
         if not 0.0 < self.alpha < 1.0:
             raise ValueError(f"alpha must lie in (0, 1), got {self.alpha!r}")
+
+    def with_group_names(self, names: tuple[str, ...]) -> FAIR:
+        ids = {name: g for g, name in enumerate(names, 1)}
+        unknown = [g for g in self.protected_groups if isinstance(g, str) and g not in ids]
+        if unknown:
+            shown = ", ".join(repr(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
+            raise ValueError(
+                f"protected_groups: unknown group {unknown[0]!r}; the data set's groups: "
+                f"{shown or '(none)'}"
+            )
+        resolved = tuple(ids[g] if isinstance(g, str) else g for g in self.protected_groups)
+        return dataclasses.replace(self, protected_groups=resolved)
 
     def table(self, k: int) -> tuple[int, ...]:
         """``m(1..k)`` as this configuration uses it."""
@@ -131,6 +149,11 @@ class FAIR(RerankerPlugin):
     ) -> tuple[jax.Array, jax.Array]:
         check_k(k, ids_bc.shape[-1], "fair")
         groups_v = context_field(ctx, "groups", "fair")
+        if not all(isinstance(g, int) for g in self.protected_groups):
+            raise ValueError(
+                "fair: protected_groups names groups; resolve them to ids with "
+                "with_group_names(the data set's group names) first"
+            )
         protected_bc = jnp.isin(groups_v[ids_bc], jnp.asarray(self.protected_groups))
         m_k = jnp.asarray(self.table(k), jnp.int32)
         valid = valid_candidates(ids_bc, scores_bc)

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from rectk.contracts import RERANK_NEEDS, RerankContext
+from rectk.rerank.chain import check_k as check_k  # re-exported for rerankers
 
 # Gains are clipped to this floor (a finite value) before the argmax, so that an open valid
 # candidate whose gain is -inf or NaN still beats the -inf of the closed ones.
@@ -24,17 +25,6 @@ _FLOOR = float(jnp.finfo(jnp.float32).min)
 # The greedy loop of a list this short is unrolled (faster on CPU; longer ones, such as a
 # stage that orders all C candidates, stay a loop to keep compilation short).
 UNROLL_UP_TO = 16
-
-
-def check_k(k: int, num_candidates: int, who: str) -> None:
-    """``1 <= k <= C`` (``k`` is static); a ``ValueError`` naming the reranker otherwise."""
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"{who}: k must be a positive integer, got {k!r}")
-    if k > num_candidates:
-        raise ValueError(
-            f"{who}: k = {k} exceeds the {num_candidates} candidates per learner (K > C); "
-            "retrieve at least k candidates"
-        )
 
 
 def check_unit(name: str, value: float, *, closed: bool = True) -> None:

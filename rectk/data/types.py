@@ -46,6 +46,33 @@ class Interactions:
     def __len__(self) -> int:
         return int(self.user.shape[0])
 
+    def exact_duplicates(self) -> np.ndarray:
+        """bool [N]: True where an interaction repeats an earlier one exactly (same user, item
+        and time); the first of each group is False.
+
+        >>> log = Interactions(user=np.array([1, 1, 1]), item=np.array([1, 1, 1]),
+        ...     time=np.array([5.0, 5.0, 6.0]), value=None, user_ids=("u",), item_ids=("i",))
+        >>> log.exact_duplicates().tolist()
+        [False, True, False]
+        """
+        n = len(self)
+        order = np.lexsort((np.arange(n), self.time, self.item, self.user))
+        u, i, t = self.user[order], self.item[order], self.time[order]
+        same = (u[1:] == u[:-1]) & (i[1:] == i[:-1]) & (t[1:] == t[:-1])
+        dup = np.zeros(n, bool)
+        dup[order[1:][same]] = True
+        return dup
+
+    def select(self, keep: np.ndarray) -> Interactions:
+        """The interactions where ``keep`` (bool [N]) is True; ids and their order unchanged."""
+        return dataclasses.replace(
+            self,
+            user=self.user[keep],
+            item=self.item[keep],
+            time=self.time[keep],
+            value=None if self.value is None else self.value[keep],
+        )
+
     def fingerprint(self) -> str:
         """A short hash of the content: the data version recorded in every run."""
         h = hashlib.sha256()
@@ -83,10 +110,46 @@ class Catalogue:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class ItemAttributes:
+    """What rerankers and list metrics know of the items, aligned with
+    ``Interactions.item_ids`` (row ``i - 1`` is dense item ``i``).
+
+    Attributes:
+      groups: the provider (group) of each item, "" where unknown; empty = no groups.
+      topics: float32 [N, T] topic distribution per item (rows sum to 1, or 0 where unknown);
+        None = no topics.
+    """
+
+    groups: tuple[str, ...] = ()
+    topics: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Dataset:
-    """What a dataset plugin returns."""
+    """What a dataset plugin returns.
+
+    Exact duplicate interactions (same user, item and time) are dropped here, keeping the first,
+    whichever plugin built the data set, and a note says how many: a repeated event would
+    otherwise be both a learner's evaluation target and the last item of their history.
+
+    Attributes:
+      notes: what loading skipped or changed, one line each (printed in the load summary).
+    """
 
     name: str
     interactions: Interactions
     catalogue: Catalogue | None = None
+    attributes: ItemAttributes | None = None  # providers and topics, where known
     source: str = ""  # where it came from (files), for messages and the run record
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        dup = self.interactions.exact_duplicates()
+        n = int(dup.sum())
+        if n:
+            note = (
+                f"{self.source or self.name}: dropped {n} exact duplicate interaction(s) "
+                "(same user, item and time; the first of each kept)"
+            )
+            object.__setattr__(self, "interactions", self.interactions.select(~dup))
+            object.__setattr__(self, "notes", (*self.notes, note))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import unittest
 from collections.abc import Callable
 from typing import Any
@@ -27,8 +28,10 @@ from rectk.contracts import (
     BuildContext,
     DatasetPlugin,
     EncoderPlugin,
+    FinalLists,
     HeadPlugin,
     ItemTowerPlugin,
+    ListMetric,
     LossPlugin,
     Metric,
     RerankContext,
@@ -286,6 +289,39 @@ def check_metric(metric: Metric) -> None:
         _expect((np.diff(values) <= 1e-12).all(), f"@{k}: rises with the rank: {values}")
 
 
+def check_list_metric(metric: ListMetric) -> None:
+    """A list metric: a finite float or None on random final lists with every kind of side
+    information, on the same lists without any, and on lists of empty slots; the same value
+    for the same lists."""
+    rng = np.random.default_rng(0)
+    n, k, h = 6, 4, 5
+    ids = np.stack([rng.permutation(np.arange(1, V))[:k] for _ in range(n)])
+    ids[0, -1] = 0  # an empty slot
+    topics = rng.dirichlet(np.ones(3), size=V).astype(np.float32)
+    topics[0] = 0
+    full = FinalLists(
+        ids_nk=ids,
+        target_n=rng.integers(1, V, n),
+        history_nh=np.where(rng.random((n, h)) < 0.3, 0, rng.integers(1, V, (n, h))),
+        num_items=V - 1,
+        item_emb_vd=rng.normal(size=(V, D)).astype(np.float32),
+        item_group_v=rng.integers(0, 4, V).astype(np.int32),
+        item_topics_vt=topics,
+        item_pop_v=rng.integers(0, 20, V).astype(np.float32),
+        prereq_vp=rng.integers(0, V, (V, 2)).astype(np.int32),
+    )
+    bare = FinalLists(ids, full.target_n, full.history_nh, V - 1)
+    empty = full._replace(ids_nk=np.zeros_like(ids))
+    for name, lists in (("full", full), ("without side information", bare), ("empty", empty)):
+        for cut in (1, k):
+            value = metric(lists, cut)
+            _expect(
+                value is None or (isinstance(value, float) and math.isfinite(value)),
+                f"@{cut} on {name} lists: expected a finite float or None, got {value!r}",
+            )
+    _expect(metric(full, k) == metric(full, k), "two calls on the same lists differ")
+
+
 def check_baseline(config: BaselinePlugin) -> None:
     """A baseline: one finite float32 score per item id ``[V]``, the same for the same seed."""
     train = np.array([1, 1, 2, 3, 3, 3, V - 1])
@@ -488,6 +524,7 @@ CHECKS: dict[str, Callable[[Any], None]] = {
     "datasets": check_dataset,
     "tasks": check_task,
     "rerankers": check_reranker,
+    "list_metrics": check_list_metric,
 }
 
 
@@ -498,8 +535,8 @@ def check_registered(kind: str, name: str) -> None:
     from rectk import registry
 
     plugin = registry.ALL[kind].get(name)
-    if kind == "metrics":
-        check_metric(plugin)
+    if kind in ("metrics", "list_metrics"):  # functions: nothing to configure
+        CHECKS[kind](plugin)
         return
     try:
         config = tiny_config(plugin)

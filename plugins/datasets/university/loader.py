@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import importlib.resources
 
-from rectk.data.types import Dataset
+from rectk.data.types import Dataset, ItemAttributes
 
 from .catalogue_io import read_course_catalogue
+from .courses import course_group
 from .simulator import LearnerSimulator
 from .simulator_config import SimulatorConfig
 
@@ -52,10 +53,18 @@ def load_university_courses(
     ):
         catalogue = read_course_catalogue(courses, edges)
         source = f"{courses} + {edges.name} (CC BY-NC-SA 4.0, Liang et al. 2017)"
-    interactions = LearnerSimulator(catalogue, config).simulate()
+    simulator = LearnerSimulator(catalogue, config)
+    interactions = simulator.simulate()
+    # Providers are the universities; topics, the simulator's own: NMF over the TF-IDF of the
+    # course texts (docs/simulator.md).
+    attributes = ItemAttributes(
+        groups=tuple(course_group(c) for c in catalogue.item_ids),
+        topics=simulator.topic_vt[1:].astype("float32"),
+    )
     return Dataset(
         name="university_courses",
         interactions=interactions,
         catalogue=catalogue,
+        attributes=attributes,
         source=f"{source}; learners simulated by rectk_plugins.datasets.university (seed={seed})",
     )

@@ -30,6 +30,9 @@ class UniversityCourses(DatasetPlugin):
         if not 1 <= self.min_courses <= self.max_courses:
             raise ValueError("need 1 <= data.min_courses <= data.max_courses")
 
+    def provides(self) -> frozenset[str]:
+        return frozenset({"groups", "topics", "prerequisites"})
+
     def load(self) -> Dataset:
         return load_university_courses(
             num_learners=self.num_learners,
