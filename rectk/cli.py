@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the reranker chain (a name in the recipe's rerank.chains) that makes the final "
         "list; 'none' = the model's own ranking (default: the recipe's rerank.use)",
     )
+    rec.add_argument(
+        "--explain",
+        action="store_true",
+        help="for each item, the history items that most raise its score (leave-one-out "
+        "occlusion), their weights and a sentence (docs/explanations.md)",
+    )
 
     sw = sub.add_parser(
         "sweep",
@@ -240,12 +246,24 @@ def _cmd_recommend(args) -> None:
     history = None
     if args.history is not None:
         history = [h.strip() for h in args.history.split(",") if h.strip()]
-    recs = recommend(loaded, user=args.user, history=history, k=args.k, chain=args.chain)
+    recs = recommend(
+        loaded, user=args.user, history=history, k=args.k, chain=args.chain, explain=args.explain
+    )
     if args.json:
         print(json.dumps(recs, indent=2))
         return
     for n, r in enumerate(recs, 1):
         print(f"{n:2d}. {r['item']:<20} {r['score']:8.3f}  {r['title']}")
+        if args.explain:
+            print(f"    {r['sentence']}")
+            weights = "   ".join(f"{b['item']} {b['weight']:+.3f}" for b in r["because"])
+            print(f"    weights: {weights or '(no history item raises it on its own)'}")
+            if "similar" in r:
+                s = r["similar"]
+                print(
+                    f"    most similar course you took (by text): {s['title'] or s['item']} "
+                    f"(cosine {s['cosine']:.2f})"
+                )
 
 
 def _cmd_sweep(args) -> None:
@@ -290,14 +308,16 @@ def _cmd_sweep(args) -> None:
     print("\nwritten: " + ", ".join(str(p) for p in paths))
 
 
-def _cmd_plugins(args) -> None:
+def _cmd_plugins(args) -> int:
+    """Lists the registered plugins; exit status 1 when a plugin module failed to import (a
+    script or CI job can test for it), after listing everything."""
     from rectk import registry
 
     listing = {kind: {n: reg.origin(n) for n in reg.names()} for kind, reg in registry.ALL.items()}
     failed = registry.failed_plugins()
     if args.json:
         print(json.dumps({"registered": listing, "failed": failed}, indent=2))
-        return
+        return 1 if failed else 0
     for kind, entries in listing.items():
         print(f"{kind}:")
         for name, origin in entries.items():
@@ -309,6 +329,9 @@ def _cmd_plugins(args) -> None:
         print(f"  {mod}: {err}")
     if not failed:
         print("  (none)")
+        return 0
+    print(f"rectk: {len(failed)} plugin module(s) failed to import (listed above)", file=sys.stderr)
+    return 1
 
 
 def _drop_implicit_cwd() -> None:
@@ -368,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "sweep":
             _cmd_sweep(args)
         elif args.command == "plugins":
-            _cmd_plugins(args)
+            return _cmd_plugins(args)
     except RectkError as err:
         print(f"rectk: error: {err}", file=sys.stderr)
         return 2

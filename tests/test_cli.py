@@ -96,7 +96,10 @@ def test_user_without_history_is_a_clear_error(tiny_run, capsys):
 
 
 def test_plugins_lists_every_kind(capsys):
-    assert main(["plugins"]) == 0
+    from rectk import registry
+
+    # 1 only where a module failed to import (earlier tests may have recorded such failures)
+    assert main(["plugins"]) == (1 if registry.failed_plugins() else 0)
     out = capsys.readouterr().out
     for kind in (
         "datasets:",

@@ -274,8 +274,9 @@ def test_rectk_plugins_reports_a_contract_breaking_plugin(tmp_path, monkeypatch,
         capture_output=True,
         text=True,
         env=env,
-        check=True,
+        check=False,
     )
+    assert proc.returncode == 1, proc.stderr  # a failed plugin is an error status
     listing = json.loads(proc.stdout)
     assert listing["failed"] == {"rectk_broken_plugin": BROKEN_MESSAGE}
     assert "sasrec" in listing["registered"]["encoders"]
@@ -284,7 +285,7 @@ def test_rectk_plugins_reports_a_contract_breaking_plugin(tmp_path, monkeypatch,
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         assert registry.load_module("rectk_broken_plugin") is False
-        assert cli.main(["plugins"]) == 0
+        assert cli.main(["plugins"]) == 1
     finally:
         registry._FAILED.pop("rectk_broken_plugin", None)
         registry._LOADED.discard("rectk_broken_plugin")
