@@ -174,3 +174,17 @@ def build_model(
             rngs=rngs,
             mask_token=mask_token,
         )
+
+
+def run_model(cfg, *, vocab_size: int, num_users: int, catalogue: Catalogue | None) -> Recommender:
+    """The model of a run config (``RunConfig``: its ``model`` table, ``seed`` and task's
+    ``mask_token``), as training, prediction and explanation all build it; wrap it in
+    ``nnx.eval_shape`` for the abstract model."""
+    return build_model(
+        cfg.model,
+        vocab_size=vocab_size,
+        num_users=num_users,
+        catalogue=catalogue,
+        rngs=nnx.Rngs(params=jax.random.key(cfg.seed)),
+        mask_token=cfg.task.mask_token,
+    )

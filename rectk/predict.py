@@ -27,7 +27,7 @@ from rectk.data.pipeline import left_pad
 from rectk.data.split import Sequences
 from rectk.errors import DataError, RectkError
 from rectk.evaluate import item_chunk
-from rectk.model import build_model, trainable_filter
+from rectk.model import run_model, trainable_filter
 from rectk.rerank.chain import rerank
 from rectk.rerank.side import ItemSide
 from rectk.rundir import RunDir
@@ -93,15 +93,13 @@ def load_run(path: str | Path) -> Loaded:
     vocab, catalogue = rd.load_vocab()
     num_items = len(vocab["item_ids"])
 
-    def make():
-        return build_model(
-            cfg.model,
-            vocab_size=num_items + 1,
-            num_users=len(vocab["user_ids"]) + 1,
-            catalogue=catalogue,
-            rngs=nnx.Rngs(params=jax.random.key(cfg.seed)),
-            mask_token=cfg.task.mask_token,
-        )
+    make = functools.partial(
+        run_model,
+        cfg,
+        vocab_size=num_items + 1,
+        num_users=len(vocab["user_ids"]) + 1,
+        catalogue=catalogue,
+    )
 
     abstract = nnx.eval_shape(make)
     trainable = trainable_filter(abstract)
@@ -163,12 +161,15 @@ def recommend(
     history: list[str] | None = None,
     k: int = 10,
     chain: str | None = None,
+    explain: bool = False,
 ) -> list[dict]:
     """Top-``k`` unseen items for a known learner or for a raw history of item ids.
 
     ``chain``: the reranker chain (a name in the recipe's ``rerank.chains``) that turns the
     model's top ``rerank.candidates`` into the final ``k``; None = the recipe's
     ``rerank.use``; "" or "none" = the model's own ranking.
+    ``explain``: add to each item the history items that most raise its score, with their
+    weights and a sentence (``rectk.explain.Explainer.annotate``).
     """
     if (user is None) == (history is None):
         raise RectkError("give exactly one of --user or --history")
@@ -218,6 +219,10 @@ def recommend(
                 "score": float(s),
             }
         )
+    if explain:
+        from rectk.explain import Explainer
+
+        return Explainer(run).annotate(items, out)
     return out
 
 

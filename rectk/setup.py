@@ -31,7 +31,7 @@ from rectk.data.split import EvalSet, Split, split
 from rectk.data.types import Dataset
 from rectk.errors import RectkError
 from rectk.evaluate import Evaluator, item_chunk
-from rectk.model import build_model, trainable_filter
+from rectk.model import run_model, trainable_filter
 from rectk.recipe import plugin_name
 
 
@@ -86,15 +86,13 @@ def setup(cfg: RunConfig, data: Dataset, sp: Split, mesh: Mesh) -> Setup:
     steps_per_epoch = max(1, math.ceil(windows / cfg.train.batch_size))
     total = cfg.train.steps or cfg.train.epochs * steps_per_epoch
 
-    def make():
-        return build_model(
-            cfg.model,
-            vocab_size=inter.vocab_size,
-            num_users=inter.num_users + 1,
-            catalogue=data.catalogue,
-            rngs=nnx.Rngs(params=jax.random.key(cfg.seed)),
-            mask_token=cfg.task.mask_token,
-        )
+    make = functools.partial(
+        run_model,
+        cfg,
+        vocab_size=inter.vocab_size,
+        num_users=inter.num_users + 1,
+        catalogue=data.catalogue,
+    )
 
     abstract = nnx.eval_shape(make)
     if cfg.train.group_by_length and not abstract.variable_length:
