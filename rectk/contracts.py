@@ -42,6 +42,9 @@ __all__ = [
     "HeadPlugin",
     "ItemTowerModule",
     "ItemTowerPlugin",
+    "KTBuildContext",
+    "KTModule",
+    "KnowledgeTracerPlugin",
     "ListMetric",
     "LossPlugin",
     "Metric",
@@ -257,6 +260,56 @@ class TaskPlugin(Protocol):
         from rectk.train import train_and_evaluate
 
         return train_and_evaluate(recipe, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# Knowledge tracing: a learner's answers -> the probability of answering the next one right.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class KTBuildContext:
+    """What a knowledge tracer's ``build(ctx)`` receives.
+
+    Attributes:
+      dim: embedding / hidden size D.
+      num_questions: question vocabulary with the padding id 0 (where a data set has no
+        question ids, the questions are its concepts).
+      num_concepts: concept vocabulary with the padding id 0.
+      max_len: the longest answer sequence L a batch holds.
+      rngs: the parameter-initialisation streams.
+    """
+
+    dim: int
+    num_questions: int
+    num_concepts: int
+    max_len: int
+    rngs: nnx.Rngs
+
+
+class KTModule(Protocol):
+    """``tracer(question_bl, concept_bl, response_bl, mask_bl, *, rngs) -> logit_bl``: the
+    logit of answering question ``t`` right given the answers before ``t`` only (never
+    response ``t`` or anything after it). ``response_bl`` is 0/1; ``mask_bl`` marks real
+    answers (padding is on the right); ``rngs`` is a dropout stream in training, None in
+    evaluation."""
+
+    def __call__(
+        self,
+        question_bl: jax.Array,
+        concept_bl: jax.Array,
+        response_bl: jax.Array,
+        mask_bl: jax.Array,
+        *,
+        rngs: nnx.Rngs | None = None,
+    ) -> jax.Array: ...
+
+
+class KnowledgeTracerPlugin(Protocol):
+    """A knowledge-tracing model's config: ``build(ctx) -> KTModule``."""
+
+    @abc.abstractmethod
+    def build(self, ctx: KTBuildContext) -> KTModule: ...
 
 
 # ---------------------------------------------------------------------------------------------

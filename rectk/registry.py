@@ -36,6 +36,7 @@ from rectk.contracts import (
     EncoderPlugin,
     HeadPlugin,
     ItemTowerPlugin,
+    KnowledgeTracerPlugin,
     ListMetric,
     LossPlugin,
     Metric,
@@ -352,6 +353,9 @@ rerankers: Registry[type[RerankerPlugin]] = Registry(
     "reranker", "rerankers", contract=RerankerPlugin
 )
 list_metrics: Registry[ListMetric] = Registry("list metric", contract=ListMetric, form="function")
+knowledge_tracers: Registry[type[KnowledgeTracerPlugin]] = Registry(
+    "knowledge tracer", contract=KnowledgeTracerPlugin
+)
 
 ALL: dict[str, Registry[Any]] = {
     "datasets": datasets,
@@ -364,4 +368,5 @@ ALL: dict[str, Registry[Any]] = {
     "tasks": tasks,
     "rerankers": rerankers,
     "list_metrics": list_metrics,
+    "knowledge_tracers": knowledge_tracers,
 }

@@ -31,6 +31,8 @@ from rectk.contracts import (
     FinalLists,
     HeadPlugin,
     ItemTowerPlugin,
+    KnowledgeTracerPlugin,
+    KTBuildContext,
     ListMetric,
     LossPlugin,
     Metric,
@@ -456,6 +458,56 @@ def check_reranked(ids_in, scores_in, ids_out, scores_out, k: int, what: str = "
         _expect(ok.sum() <= min(k, valid_in.sum()), f"{row}: more valid items than it was given")
 
 
+def check_knowledge_tracer(config: KnowledgeTracerPlugin) -> None:
+    """A knowledge tracer at tiny shapes: one finite logit per answer ``[B, L]``; position
+    ``t`` never depends on response ``t`` or on anything after ``t`` (no answer leaks into its
+    own prediction), nor on padding; jit equals eager; gradients reach the parameters."""
+    questions, concepts, length = 9, 7, 10
+    ctx = KTBuildContext(
+        dim=D, num_questions=questions, num_concepts=concepts, max_len=length, rngs=nnx.Rngs(0)
+    )
+    model = config.build(ctx)
+    rng = np.random.default_rng(0)
+    n = 3
+    mask = np.arange(length)[None, :] < np.array([[length], [7], [4]])
+    q = np.where(mask, rng.integers(1, questions, (n, length)), 0).astype(np.int32)
+    c = np.where(mask, rng.integers(1, concepts, (n, length)), 0).astype(np.int32)
+    r = np.where(mask, rng.integers(0, 2, (n, length)), 0).astype(np.int32)
+
+    def run(q, c, r):
+        return np.asarray(model(jnp.asarray(q), jnp.asarray(c), jnp.asarray(r), jnp.asarray(mask)))
+
+    logits = run(q, c, r)
+    _expect(logits.shape == (n, length), f"logits shaped {logits.shape}, expected {(n, length)}")
+    _finite(logits, "logits")
+    for t in (0, 2, 5):
+        r2, q2, c2 = r.copy(), q.copy(), c.copy()
+        r2[:, t:] = 1 - r2[:, t:]
+        q2[:, t + 1 :] = np.where(mask[:, t + 1 :], (q2[:, t + 1 :] % (questions - 1)) + 1, 0)
+        c2[:, t + 1 :] = np.where(mask[:, t + 1 :], (c2[:, t + 1 :] % (concepts - 1)) + 1, 0)
+        _close(
+            run(q2, c2, r2)[:, : t + 1],
+            logits[:, : t + 1],
+            f"the logits up to position {t} changed with response {t} or later answers "
+            "(an answer leaks into its own prediction)",
+        )
+    padded = (r + ~mask).astype(np.int32) % 2
+    _close(run(q, c, padded)[mask], logits[mask], "the logits depend on padding")
+    jitted = nnx.jit(lambda m, *a: m(*a))(
+        model, jnp.asarray(q), jnp.asarray(c), jnp.asarray(r), jnp.asarray(mask)
+    )
+    _close(jitted, logits, "jit differs from eager", rtol=1e-4, atol=1e-4)
+
+    def loss(m):
+        out = m(jnp.asarray(q), jnp.asarray(c), jnp.asarray(r), jnp.asarray(mask))
+        return jnp.sum(jnp.where(jnp.asarray(mask), jax.nn.softplus(-out), 0.0))
+
+    grads = nnx.grad(loss)(model)
+    leaves = jax.tree.leaves(grads)
+    _expect(all(np.isfinite(np.asarray(g)).all() for g in leaves), "gradients not finite")
+    _expect(any(np.abs(np.asarray(g)).max() > 0 for g in leaves), "no gradient reaches it")
+
+
 def check_reranker(reranker: RerankerPlugin, ctx: RerankContext | None = None) -> None:
     """A reranker: ``needs`` and ``requires()`` name context fields, ``across_learners`` is a
     bool; ``reranker(ids, scores, ctx, k=5)`` on 8 candidates gives ids and scores ``[B, 5]``,
@@ -525,6 +577,7 @@ CHECKS: dict[str, Callable[[Any], None]] = {
     "tasks": check_task,
     "rerankers": check_reranker,
     "list_metrics": check_list_metric,
+    "knowledge_tracers": check_knowledge_tracer,
 }
 
 

@@ -1,0 +1,80 @@
+"""Knowledge tracers: the conformance check catches a leak, and AKT's monotonic attention
+matches pyKT's formula in NumPy. (Every registered tracer passes ``check_knowledge_tracer``
+in tests/test_plugins.py.)"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from rectk.contracts import KnowledgeTracerPlugin, KTBuildContext
+from rectk.testing import check_knowledge_tracer
+from rectk_plugins.knowledge_tracing import KTAttention
+from rectk_plugins.knowledge_tracing.attention import causal
+
+
+class _Leaky(nnx.Module):
+    """Reads response t at position t: what the check must refuse."""
+
+    def __init__(self, ctx: KTBuildContext):
+        self.w = nnx.Param(jnp.ones(()))
+
+    def __call__(self, question_bl, concept_bl, response_bl, mask_bl, *, rngs=None):
+        return self.w[...] * response_bl.astype(jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Leaky(KnowledgeTracerPlugin):
+    def build(self, ctx: KTBuildContext) -> _Leaky:
+        return _Leaky(ctx)
+
+
+def test_the_check_refuses_a_tracer_that_sees_its_own_answer():
+    with pytest.raises(AssertionError, match="leaks into its own prediction"):
+        check_knowledge_tracer(Leaky())
+
+
+def _pykt_monotonic(q, k, v, mask, gamma):
+    """pyKT's ``attention`` (akt.py) for one head in NumPy: scores, the distance effect,
+    the mask and the zero-padded first row."""
+    d = q.shape[-1]
+    scores = q @ k.T / math.sqrt(d)
+    length = scores.shape[0]
+    masked = np.where(mask, scores, -1e32)
+    p = np.exp(masked - masked.max(-1, keepdims=True))
+    p = p / p.sum(-1, keepdims=True) * mask
+    cum, total = np.cumsum(p, -1), p.sum(-1, keepdims=True)
+    pos = np.arange(length)
+    dist = np.sqrt(np.clip((total - cum) * np.abs(pos[None] - pos[:, None]), 0, None))
+    g = -np.log1p(np.exp(gamma))
+    scores = scores * np.clip(np.exp(dist * g), 1e-5, 1e5)
+    scores = np.where(mask, scores, -1e32)
+    p = np.exp(scores - scores.max(-1, keepdims=True))
+    p = p / p.sum(-1, keepdims=True)
+    p[~mask.any(-1)] = 0.0
+    return p @ v
+
+
+def test_monotonic_attention_matches_pykt_formula():
+    dim, length = 4, 6
+    attn = KTAttention(dim, 1, monotonic=True, kq_same=True, rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, length, dim)).astype(np.float32)
+    y = rng.normal(size=(1, length, dim)).astype(np.float32)
+    allowed = np.asarray(causal(length, strict=True))
+    got = np.asarray(
+        attn(jnp.asarray(x), jnp.asarray(x), jnp.asarray(y), jnp.asarray(allowed)[None])
+    )
+    wq, bq = np.asarray(attn.q.kernel[...]), np.asarray(attn.q.bias[...])
+    wv, bv = np.asarray(attn.v.kernel[...]), np.asarray(attn.v.bias[...])
+    wo, bo = np.asarray(attn.out.kernel[...]), np.asarray(attn.out.bias[...])
+    q = x[0] @ wq + bq
+    v = y[0] @ wv + bv
+    gamma = float(np.asarray(attn.gammas[...])[0, 0])
+    want = _pykt_monotonic(q, q, v, allowed, gamma) @ wo + bo
+    np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-5)
