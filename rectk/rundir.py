@@ -76,6 +76,7 @@ _REMEDY = {
     "results.json": _REWRITE,
     "vocab.json": _REWRITE,
     "history.npz": _REWRITE,
+    "items.npz": _REWRITE,
 }
 _VOCAB_KEYS = ("item_ids", "user_ids", "titles", "descriptions", "prerequisites")
 

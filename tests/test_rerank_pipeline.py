@@ -173,3 +173,15 @@ def test_side_information_is_saved_with_the_run(rerank_run):
     assert side is not None and side.provides() >= {"groups", "topics", "prerequisites"}
     assert "mit" in side.group_names and side.pop_v[0] == 0
     assert np.allclose(side.topics_vt[1:].sum(1), 1.0, atol=1e-5)
+
+
+def test_a_damaged_items_file_is_one_message(rerank_run, tmp_path):
+    import shutil
+
+    _, path, _ = rerank_run
+    copy = tmp_path / "run"
+    shutil.copytree(path, copy)
+    (copy / "items.npz").write_bytes((path / "items.npz").read_bytes()[:100])
+    code, _, err = _main("recommend", "--run", str(copy), "--user", "learner_0001")
+    assert code == 2 and "Traceback" not in err
+    assert f"{copy / 'items.npz'} is damaged" in err and "run the same training command" in err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 from rectk.contracts import ALWAYS_PROVIDED, FinalLists, RerankContext, RerankerPlugin
 from rectk.data.types import Dataset
 from rectk.errors import RectkError
+from rectk.rundir import damaged
 
 FILE = "items.npz"
 
@@ -160,11 +162,8 @@ class ItemSide:
                 pop_v=got["pop_v"],
                 prereq_vp=got.get("prereq_vp"),
             )
-        except (OSError, ValueError, KeyError) as err:
-            raise RectkError(
-                f"{path} is damaged ({type(err).__name__}: {err}); train the run again, or "
-                "delete the run directory"
-            ) from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise damaged(path, f"not a complete NumPy archive: {err}") from None
 
 
 def prerequisite_table(pairs_e2: np.ndarray, vocab_size: int) -> np.ndarray:
