@@ -25,13 +25,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from rectk import steps
 from rectk.compiler import jit_inference
 from rectk.data.pipeline import left_pad
 from rectk.errors import DataError
-from rectk.model import build_model, trainable_filter
 from rectk.predict import Loaded
 from rectk.recipe import plugin_name
 
@@ -104,7 +102,7 @@ class Explainer:
 
     def __init__(self, run: Loaded):
         self.run = run
-        self.bound = _bound(run)
+        self.bound = run.bound
         # The MASK appended after the history of masked-item models pushes one item out.
         self.window = run.cfg.model.max_len - (1 if run.cfg.task.mask_token else 0)
         jit = functools.partial(jit_inference, library_dots=self.bound.library_dots)
@@ -203,33 +201,3 @@ def _users(users_b, hist_bl) -> jax.Array:
     if users_b is None:
         return jnp.zeros(len(hist_bl), jnp.int32)
     return jnp.asarray(users_b, jnp.int32)
-
-
-def _bound(run: Loaded) -> steps.Bound:
-    """The scoring-only ``Bound`` of ``run``: its model's graph, built as ``load_run`` builds it
-    (shape only: no parameters are created)."""
-    from rectk.data.types import Catalogue
-
-    vocab = run.vocab
-    catalogue = None
-    if vocab.get("titles") is not None:
-        catalogue = Catalogue(
-            item_ids=tuple(vocab["item_ids"]),
-            titles=tuple(vocab["titles"]),
-            descriptions=tuple(vocab["descriptions"]),
-            prerequisites=np.asarray(vocab["prerequisites"], np.int32).reshape(-1, 2),
-        )
-
-    def make():
-        return build_model(
-            run.cfg.model,
-            vocab_size=run.num_items + 1,
-            num_users=len(vocab["user_ids"]) + 1,
-            catalogue=catalogue,
-            rngs=nnx.Rngs(params=jax.random.key(run.cfg.seed)),
-            mask_token=run.cfg.task.mask_token,
-        )
-
-    abstract = nnx.eval_shape(make)
-    graphdef, _, _ = nnx.split(abstract, trainable_filter(abstract), ...)  # type: ignore[misc]
-    return steps.Bound(graphdef=graphdef, library_dots=abstract.library_dots)

@@ -51,6 +51,7 @@ class Loaded:
     # jitted ``(k, weights, batch) -> (scores, ids)``, compiled once per k and history length
     top_k: Any
     item_table_vd: Any = None  # the model's item vectors [V, D] (rerankers' embeddings)
+    bound: Any = None  # the scoring-only ``steps.Bound`` (model graph) the weights fit
     side: ItemSide | None = None  # item side information (items.npz), for reranker chains
 
     @property
@@ -139,6 +140,7 @@ def load_run(path: str | Path) -> Loaded:
     table = jax.jit(lambda w: bound.model(w["params"], w["rest"]).item_table())(weights)
     return Loaded(
         item_table_vd=table,
+        bound=bound,
         side=ItemSide.load(rd.path),
         cfg=cfg,
         weights=weights,
