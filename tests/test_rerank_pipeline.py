@@ -80,6 +80,17 @@ def test_a_chain_needing_what_the_data_set_lacks_is_refused_at_load(tmp_path):
     assert "'csv' does not provide" in msg
 
 
+def test_a_csv_data_set_with_prerequisites_provides_them(tmp_path):
+    text = (
+        '[data]\ntype = "csv"\npath = "log.csv"\ncatalogue = "c.csv"\n'
+        'prerequisites = "p.csv"\n[[rerank.chains.p]]\ntype = "prerequisites"\n'
+    )
+    cfg = _load(tmp_path, text).config  # files are read at training, not at load
+    assert cfg.data.provides() == {"prerequisites"}
+    with pytest.raises(RecipeError, match="needs item prerequisites"):
+        _load(tmp_path, text.replace('prerequisites = "p.csv"\n', ""))
+
+
 def test_an_unknown_protected_group_fails_before_training(tmp_path):
     text = '[[rerank.chains.f]]\ntype = "fair"\nprotected_groups = ["hogwarts"]\n'
     path = tmp_path / "r.toml"

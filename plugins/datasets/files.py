@@ -103,6 +103,9 @@ class DelimitedFile(DatasetPlugin):
             notes=notes,
         )
 
+    def provides(self) -> frozenset[str]:
+        return frozenset({"prerequisites"}) if self.prerequisites else frozenset()
+
 
 @registered(registry.datasets, "atomic")
 @dataclasses.dataclass(frozen=True, kw_only=True)
