@@ -91,6 +91,34 @@ def test_a_csv_data_set_with_prerequisites_provides_them(tmp_path):
         _load(tmp_path, text.replace('prerequisites = "p.csv"\n', ""))
 
 
+def test_a_users_catalogue_gives_providers_and_topics_to_the_chains(tmp_path):
+    (tmp_path / "log.csv").write_text(
+        "user_id,item_id,timestamp\n"
+        + "".join(f"u{u},i{(u + t) % 6},{t}\n" for u in range(12) for t in range(5))
+    )
+    (tmp_path / "c.csv").write_text(
+        "item_id,title,school,tags\n"
+        + "".join(f"i{i},T{i},s{i % 2},{'ml;math' if i % 3 else 'art'}\n" for i in range(6))
+    )
+    text = (
+        f'[data]\ntype = "csv"\npath = "{tmp_path / "log.csv"}"\n'
+        f'catalogue = "{tmp_path / "c.csv"}"\ngroup = "school"\n'
+        'topics = "tags"\n[[rerank.chains.f]]\ntype = "fair"\nprotected_groups = ["s1"]\n'
+        '[[rerank.chains.c]]\ntype = "calibration"\n[rerank]\ncandidates = 3\nk = 2\n'
+        "[recommend]\nk = 2\n"
+    )
+    path = tmp_path / "r.toml"
+    path.write_text(f'base = "rectk:quickstart"\n{text}')
+    tiny = [o for o in TINY if not o.startswith("data.")]
+    args = [*tiny, f"run_dir={tmp_path}", "eval.ks=[1, 2]", "train.monitor=ndcg@2"]
+    code, _, err = _main("train", str(path), *set_args(args))
+    assert code == 0, err[-2000:]
+    results = json.loads((tmp_path / "quickstart" / "results.json").read_text())
+    assert {"model", "f", "c"} == set(results["rerank"])
+    assert "exposure_disparity@2" in results["rerank"]["f"]
+    assert "miscalibration@2" in results["rerank"]["c"]
+
+
 def test_an_unknown_protected_group_fails_before_training(tmp_path):
     text = '[[rerank.chains.f]]\ntype = "fair"\nprotected_groups = ["hogwarts"]\n'
     path = tmp_path / "r.toml"
@@ -99,7 +127,7 @@ def test_an_unknown_protected_group_fails_before_training(tmp_path):
     assert code == 2
     assert "rerank.chains.f[0]: protected_groups: unknown group 'hogwarts'" in err
     assert "'mit'" in err and "Traceback" not in err
-    assert not (tmp_path / "run").exists()  # refused before the run directory is written
+    assert not (tmp_path / "quickstart").exists()  # refused before the run directory is written
 
 
 # ---- a finished run ------------------------------------------------------------------------

@@ -49,7 +49,8 @@ class DelimitedFile(DatasetPlugin):
     ``catalogue``: optional CSV with a header (``item_id``, ``title``, ``description``
     columns); every catalogue item gets an id, including items nobody interacted with.
     ``prerequisites``: optional CSV without header, ``course,prerequisite`` per line; it needs
-    ``catalogue``. Edges naming courses that are in neither file are skipped, with a note.
+    ``catalogue``. ``group`` / ``topics``: catalogue columns holding each item's provider and
+    its ``;``-separated topic labels, the side information rerankers read. Edges naming courses that are in neither file are skipped, with a note.
     """
 
     path: str
@@ -60,6 +61,8 @@ class DelimitedFile(DatasetPlugin):
     delimiter: str = ","
     catalogue: str = ""
     prerequisites: str = ""
+    group: str = ""  # a catalogue column naming each item's provider (for rerankers)
+    topics: str = ""  # a catalogue column of ';'-separated topic labels (for rerankers)
 
     def __post_init__(self):
         if self.prerequisites and not self.catalogue:
@@ -67,6 +70,12 @@ class DelimitedFile(DatasetPlugin):
                 "data.prerequisites must come with data.catalogue: the edges name courses by "
                 "the catalogue's item_id (set data.catalogue, or remove data.prerequisites)"
             )
+        for key in ("group", "topics"):
+            if getattr(self, key) and not self.catalogue:
+                raise ValueError(
+                    f"data.{key} must come with data.catalogue: it names a column of the "
+                    f"catalogue file (set data.catalogue, or remove data.{key})"
+                )
 
     def load(self) -> Dataset:
         ids: tuple[str, ...] | None = None
@@ -95,16 +104,26 @@ class DelimitedFile(DatasetPlugin):
                 notes += read.notes(self.prerequisites, self.catalogue)
             catalogue, missing = _catalogue(inter, titles, texts, edges, self.catalogue)
             notes += missing
+        attributes = None
+        if self.group or self.topics:
+            attributes = readers.read_item_attributes(
+                self.catalogue,
+                inter.item_ids,
+                group=self.group,
+                topics=self.topics,
+            )
         return Dataset(
             name=Path(self.path).stem,
             interactions=inter,
             catalogue=catalogue,
+            attributes=attributes,
             source=self.path,
             notes=notes,
         )
 
     def provides(self) -> frozenset[str]:
-        return frozenset({"prerequisites"}) if self.prerequisites else frozenset()
+        have = {"prerequisites": self.prerequisites, "groups": self.group, "topics": self.topics}
+        return frozenset(k for k, v in have.items() if v)
 
 
 @registered(registry.datasets, "atomic")

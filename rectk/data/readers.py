@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rectk.data.types import Interactions
+from rectk.data.types import Interactions, ItemAttributes
 from rectk.errors import DataError
 
 
@@ -379,3 +379,58 @@ def read_catalogue(
         lines = ", ".join(map(str, repeats[:5])) + (", ..." if len(repeats) > 5 else "")
         notes = (f"{p}: dropped {len(repeats)} repeated catalogue row(s) (lines {lines})",)
     return tuple(ids), titles, texts, notes
+
+
+def read_item_attributes(
+    path: str | Path,
+    item_ids: Sequence[str],
+    *,
+    item: str = "item_id",
+    group: str = "",
+    topics: str = "",
+    delimiter: str = ",",
+) -> ItemAttributes:
+    """Providers and topics of ``item_ids`` from columns of a catalogue file: ``group`` names
+    each item's provider; ``topics`` lists its topic labels separated by ``;`` (its topic
+    distribution is uniform over them). Items the file lacks, or with an empty cell, get no
+    provider (``""``) and no topics (zeros).
+
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "c.csv"
+    >>> _ = f.write_text("item_id,school,tags\\na,mit,ml;math\\nb,cmu,ml\\n")
+    >>> a = read_item_attributes(f, ["a", "b", "c"], group="school", topics="tags")
+    >>> a.groups, a.topics.tolist()
+    (('mit', 'cmu', ''), [[0.5, 0.5], [1.0, 0.0], [0.0, 0.0]])
+    """
+    p = check_file(path, "catalogue file")
+    rows = csv_rows(p, "catalogue file", delimiter=delimiter)
+    wanted = {
+        "item id": item,
+        **({"group": group} if group else {}),
+        **({"topics": topics} if topics else {}),
+    }
+    _, header, cols = _header(p, rows, wanted)
+    index = {rid: i for i, rid in enumerate(item_ids)}
+    groups = [""] * len(item_ids)
+    labels: list[list[str]] = [[] for _ in item_ids]
+    for line, row in rows:
+        _row_width(p, line, row, header, max(cols.values()) + 1)
+        i = index.get(row[cols["item id"]].strip())
+        if i is None:
+            continue
+        if group:
+            groups[i] = row[cols["group"]].strip()
+        if topics:
+            labels[i] = [t.strip() for t in row[cols["topics"]].split(";") if t.strip()]
+    topic_vt = None
+    if topics:
+        vocab = {t: j for j, t in enumerate(dict.fromkeys(t for ts in labels for t in ts))}
+        if not vocab:
+            raise DataError(f"{p}: column {topics!r} names no topic for any item")
+        topic_vt = np.zeros((len(item_ids), len(vocab)), np.float32)
+        for i, ts in enumerate(labels):
+            for t in ts:
+                topic_vt[i, vocab[t]] += 1.0 / len(ts)
+    if group and not any(groups):
+        raise DataError(f"{p}: column {group!r} names no provider for any item")
+    return ItemAttributes(groups=tuple(groups) if group else (), topics=topic_vt)
