@@ -173,7 +173,8 @@ def _cmd_run(args, show_recs: bool) -> None:
         print(format_metrics(summary["rerank"]))
     if show_recs and cfg.recommend.show_users > 0:
         loaded = load_run(RunDir.of(cfg).path)
-        print(f"\ntop-{cfg.recommend.k} recommendations:")
+        through = f" (through reranker chain {cfg.rerank.use!r})" if cfg.rerank.use else ""
+        print(f"\ntop-{cfg.recommend.k} recommendations{through}:")
         for user in loaded.vocab["user_ids"][: cfg.recommend.show_users]:
             recs = recommend(loaded, user=user, k=cfg.recommend.k)
             hist = loaded.history.row(loaded.vocab["user_ids"].index(user) + 1)
