@@ -95,6 +95,21 @@ def launch(
     return rc, t0, watch
 
 
+def create_venv(venv: Path, installs: Sequence[Sequence[str]]) -> Path:
+    """Creates the virtual environment ``venv`` (its folder, ``.bench-venvs``, kept out of
+    git) and runs ``pip install -q`` with each argument list of ``installs`` in turn (a CPU
+    PyTorch first, so nothing later pulls a CUDA build); returns its interpreter."""
+    import sys
+
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    (venv.parent / ".gitignore").write_text("*\n")  # keep the venvs out of git
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    for args in installs:
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *args], check=True)
+    return python
+
+
 def fail(name: str, log: Path) -> SystemExit:
     """The exit to raise when ``name`` failed: its log's last 30 lines."""
     tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])

@@ -26,6 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _measure import create_venv
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".bench-venvs" / "pykt"
 PYTHON = VENV / "bin" / "python"
@@ -65,13 +67,14 @@ def pykt_python() -> Path:
         f"--no-deps, then {' '.join(DEPENDENCIES)} ...",
         flush=True,
     )
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    (VENV.parent / ".gitignore").write_text("*\n")  # keep the venvs out of git
-    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    pip = [str(PYTHON), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, TORCH_REQUIREMENT], check=True)  # the CPU build, before anything else
-    subprocess.run([*pip, "--no-deps", PYKT_REQUIREMENT], check=True)
-    subprocess.run([*pip, TORCH_REQUIREMENT, *DEPENDENCIES], check=True)
+    create_venv(
+        VENV,
+        [
+            [TORCH_REQUIREMENT],
+            ["--no-deps", PYKT_REQUIREMENT],
+            [TORCH_REQUIREMENT, *DEPENDENCIES],
+        ],
+    )
     if check() is None:
         raise SystemExit(
             f'{VENV} was created but pyKT does not import there: run\n  {PYTHON} -c "{_CHECK}"'

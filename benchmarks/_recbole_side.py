@@ -57,7 +57,7 @@ import time
 from pathlib import Path
 
 # Standard library only at import time: this file also runs in RecBole's environment.
-from _measure import fail, launch, load_average, median_gap
+from _measure import create_venv, fail, launch, load_average, median_gap
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".bench-venvs" / "recbole"
@@ -86,13 +86,7 @@ def recbole_python() -> Path:
         f"{' '.join(RECBOLE_REQUIREMENTS)} ...",
         flush=True,
     )
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    (VENV.parent / ".gitignore").write_text("*\n")  # keep the venvs out of git
-    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, TORCH_REQUIREMENT], check=True)  # the CPU build, before anything else
-    subprocess.run([*pip, TORCH_REQUIREMENT, *RECBOLE_REQUIREMENTS], check=True)
-    return python
+    return create_venv(VENV, [[TORCH_REQUIREMENT], [TORCH_REQUIREMENT, *RECBOLE_REQUIREMENTS]])
 
 
 def run_recbole(
