@@ -58,9 +58,13 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Writes ``path`` whole or not at all: a temporary file beside it, then a rename."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    if isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        tmp.write_text(data)
     os.replace(tmp, path)
 
 
@@ -170,7 +174,7 @@ class RunDir:
         if not write:
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.path / "recipe.toml", tomli_w.dumps(recipe.resolved))
+        atomic_write(self.path / "recipe.toml", tomli_w.dumps(recipe.resolved))
         record = {
             "recipe_hash": recipe.hash,
             "recipe_file": str(Path(recipe.path).resolve()),
@@ -186,7 +190,7 @@ class RunDir:
             "devices": [str(d) for d in jax.devices()],
             "python": platform.python_version(),
         }
-        _atomic_write(record_file, json.dumps(record, indent=2))
+        atomic_write(record_file, json.dumps(record, indent=2))
         self._save_vocab(data)
 
     def _save_vocab(self, data: Dataset) -> None:
@@ -198,7 +202,7 @@ class RunDir:
             "descriptions": list(cat.descriptions) if cat else None,
             "prerequisites": cat.prerequisites.tolist() if cat else None,
         }
-        _atomic_write(self.path / "vocab.json", json.dumps(vocab))
+        atomic_write(self.path / "vocab.json", json.dumps(vocab))
 
     def _vocab_readable(self) -> bool:
         try:
@@ -238,7 +242,7 @@ class RunDir:
             raise damaged(f, f"not a complete NumPy archive: {err}") from None
 
     def write_json(self, name: str, obj) -> None:
-        _atomic_write(self.path / name, json.dumps(obj, indent=2))
+        atomic_write(self.path / name, json.dumps(obj, indent=2))
 
     def read_json(self, name: str):
         f = self.path / name
@@ -261,7 +265,7 @@ class RunDir:
                 f"{f} is damaged at line {bad[0] + 1} ({lines[bad[0]][:80]!r}): delete that line "
                 f"(the metrics of one step are lost), or delete the run directory"
             )
-        _atomic_write(f, "".join(ln + "\n" for ln in lines[:-1]))
+        atomic_write(f, "".join(ln + "\n" for ln in lines[:-1]))
         print(
             f"rectk: note: dropped the partial last line of {f} ({lines[-1][:60]!r}...; a run was "
             f"stopped while writing it): the steps after the checkpoint are logged again",

@@ -8,7 +8,7 @@ run directory as ``items.npz`` (``save``/``load``), so that ``rectk recommend`` 
 from __future__ import annotations
 
 import dataclasses
-import os
+import io
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import numpy as np
 from rectk.contracts import ALWAYS_PROVIDED, FinalLists, RerankContext, RerankerPlugin
 from rectk.data.types import Dataset
 from rectk.errors import RectkError
-from rectk.rundir import damaged
+from rectk.rundir import atomic_write, damaged
 
 FILE = "items.npz"
 
@@ -139,10 +139,9 @@ class ItemSide:
                 arrays[name] = value
         if self.group_names:
             arrays["group_names"] = np.asarray(self.group_names, dtype=str)
-        tmp = folder / f".{FILE}.tmp"
-        with tmp.open("wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, folder / FILE)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write(folder / FILE, buf.getvalue())
 
     @classmethod
     def load(cls, folder: Path) -> ItemSide | None:

@@ -11,7 +11,6 @@ import csv
 import dataclasses
 import io
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from rectk.data.split import EvalSet
 from rectk.errors import RectkError
 from rectk.recipe import plugin_name
 from rectk.rerank.evaluate import MODEL, final_lists, report, retrieve
+from rectk.rundir import atomic_write
 
 if TYPE_CHECKING:
     from rectk.predict import Loaded
@@ -89,12 +89,6 @@ def sweep(
     return rows
 
 
-def _atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_sweep(
     folder: Path, stem: str, rows: list[dict[str, Any]], *, param: str, accuracy: str
 ) -> list[Path]:
@@ -106,9 +100,9 @@ def write_sweep(
     writer.writeheader()
     writer.writerows(rows)
     csv_path, json_path, png_path = (folder / f"{stem}.{ext}" for ext in ("csv", "json", "png"))
-    _atomic(csv_path, text.getvalue().encode())
-    _atomic(json_path, (json.dumps({"param": param, "rows": rows}, indent=1) + "\n").encode())
-    _atomic(png_path, frontier_png(rows, param=param, accuracy=accuracy))
+    atomic_write(csv_path, text.getvalue())
+    atomic_write(json_path, json.dumps({"param": param, "rows": rows}, indent=1) + "\n")
+    atomic_write(png_path, frontier_png(rows, param=param, accuracy=accuracy))
     return [csv_path, json_path, png_path]
 
 
