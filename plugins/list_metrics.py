@@ -12,6 +12,7 @@ import numpy as np
 
 from rectk import registry
 from rectk.contracts import FinalLists
+from rectk_plugins.rerankers.popularity import head_items
 
 ALPHA = 0.01  # Steck's smoothing of the list's topic distribution
 HEAD_SHARE = 0.2  # the short head: the most popular items holding 20% of the interactions
@@ -92,19 +93,12 @@ def novelty(lists: FinalLists, k: int) -> float | None:
 
 def short_head(pop_v: np.ndarray, head_share: float = HEAD_SHARE) -> np.ndarray:
     """``[V]`` True for the most popular items that together hold the first ``head_share``
-    of the training interactions (as ``xquad`` splits them).
+    of the training interactions: ``xquad``'s split (``head_items``), as NumPy.
 
     >>> short_head(np.array([0, 10, 1, 1])).tolist()
     [False, True, False, False]
     """
-    pop = np.maximum(np.asarray(pop_v, np.float64), 0.0)
-    pop[0] = 0.0
-    order = np.argsort(-pop, kind="stable")
-    sorted_pop = pop[order]
-    before = np.cumsum(sorted_pop) - sorted_pop
-    head = np.zeros(pop.shape, bool)
-    head[order] = (before < head_share * sorted_pop.sum()) & (sorted_pop > 0)
-    return head
+    return np.asarray(head_items(np.asarray(pop_v, np.float32), head_share))
 
 
 @registry.list_metrics.register("long_tail")

@@ -45,9 +45,28 @@ def candidate_features(
     return unit_rows(table)[ids_bc]
 
 
+class _BySimilarity(RerankerPlugin):
+    """What MMR and DPP share: the ``similarity`` source they read, and their inputs."""
+
+    similarity: Similarity
+    normalize: bool
+
+    def requires(self) -> frozenset[str]:
+        return frozenset({self.similarity})
+
+    def _inputs(
+        self, ids_bc: jax.Array, scores_bc: jax.Array, ctx: RerankContext, k: int, who: str
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``(feats_bcf, valid_bc, rel_bc)``, after checking ``k``."""
+        check_k(k, ids_bc.shape[-1], who)
+        feats_bcf = candidate_features(ctx, ids_bc, self.similarity, who)
+        valid = valid_candidates(ids_bc, scores_bc)
+        return feats_bcf, valid, relevance(scores_bc, valid, normalize=self.normalize)
+
+
 @registered(registry.rerankers, "mmr")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class MMR(RerankerPlugin):
+class MMR(_BySimilarity):
     """Maximal marginal relevance (Carbonell & Goldstein, SIGIR 1998).
 
     Greedily takes ``argmax_i  lambda_ * rel(i) - (1 - lambda_) * max_{j in S} sim(i, j)``
@@ -64,16 +83,10 @@ class MMR(RerankerPlugin):
     def __post_init__(self) -> None:
         check_unit("lambda_", self.lambda_)
 
-    def requires(self) -> frozenset[str]:
-        return frozenset({self.similarity})
-
     def __call__(
         self, ids_bc: jax.Array, scores_bc: jax.Array, ctx: RerankContext, *, k: int
     ) -> tuple[jax.Array, jax.Array]:
-        check_k(k, ids_bc.shape[-1], "mmr")
-        feats_bcf = candidate_features(ctx, ids_bc, self.similarity, "mmr")
-        valid = valid_candidates(ids_bc, scores_bc)
-        rel = relevance(scores_bc, valid, normalize=self.normalize)
+        feats_bcf, valid, rel = self._inputs(ids_bc, scores_bc, ctx, k, "mmr")
         lam = self.lambda_
 
         def gain(maxsim_bc, taken_bc, t):
@@ -91,7 +104,7 @@ class MMR(RerankerPlugin):
 
 @registered(registry.rerankers, "dpp")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class DPP(RerankerPlugin):
+class DPP(_BySimilarity):
     """A determinantal point process, by the fast greedy MAP inference of Chen, Zhang & Zhou
     ("Fast Greedy MAP Inference for Determinantal Point Process to Improve Recommendation
     Diversity", NeurIPS 2018).
@@ -115,16 +128,10 @@ class DPP(RerankerPlugin):
     def __post_init__(self) -> None:
         check_unit("theta", self.theta, closed=False)
 
-    def requires(self) -> frozenset[str]:
-        return frozenset({self.similarity})
-
     def __call__(
         self, ids_bc: jax.Array, scores_bc: jax.Array, ctx: RerankContext, *, k: int
     ) -> tuple[jax.Array, jax.Array]:
-        check_k(k, ids_bc.shape[-1], "dpp")
-        feats_bcf = candidate_features(ctx, ids_bc, self.similarity, "dpp")
-        valid = valid_candidates(ids_bc, scores_bc)
-        rel = relevance(scores_bc, valid, normalize=self.normalize)
+        feats_bcf, valid, rel = self._inputs(ids_bc, scores_bc, ctx, k, "dpp")
         quality = (self.theta / (1.0 - self.theta)) * rel  # 2 alpha rel = log r^2
         batch, num = ids_bc.shape
         # S_ii = (1 + |f_i|^2) / 2: exactly 1 for an item with a vector, 1/2 for one without.
