@@ -23,5 +23,10 @@ class PluginError(RectkError):
     """A plugin name is unknown or a plugin failed to import."""
 
 
+class PlanError(RectkError):
+    """A learning path cannot be planned: an unknown id, a prerequisite cycle, an unreachable
+    goal (the message names the courses at fault)."""
+
+
 class TrainingError(RectkError):
     """Training cannot go on (for example, the loss became NaN)."""

@@ -40,6 +40,7 @@ from rectk.contracts import (
     ListMetric,
     LossPlugin,
     Metric,
+    PlannerPlugin,
     RerankerPlugin,
     TaskPlugin,
 )
@@ -356,6 +357,7 @@ list_metrics: Registry[ListMetric] = Registry("list metric", contract=ListMetric
 knowledge_tracers: Registry[type[KnowledgeTracerPlugin]] = Registry(
     "knowledge tracer", contract=KnowledgeTracerPlugin
 )
+planners: Registry[type[PlannerPlugin]] = Registry("planner", contract=PlannerPlugin)
 
 ALL: dict[str, Registry[Any]] = {
     "datasets": datasets,
@@ -369,4 +371,5 @@ ALL: dict[str, Registry[Any]] = {
     "rerankers": rerankers,
     "list_metrics": list_metrics,
     "knowledge_tracers": knowledge_tracers,
+    "planners": planners,
 }

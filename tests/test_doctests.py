@@ -14,6 +14,8 @@ MODULES = [
     "rectk.data.readers",
     "rectk.data.pipeline",
     "rectk.ranking",
+    "rectk.plan",
+    "rectk.resources",
     "rectk.warm_start",
     "rectk_plugins.text",
     "rectk_plugins.text.bert",

@@ -18,6 +18,7 @@ from rectk.testing.conformance import (
     check_list_metric,
     check_loss,
     check_metric,
+    check_planner,
     check_registered,
     check_reranked,
     check_reranker,
@@ -25,7 +26,9 @@ from rectk.testing.conformance import (
     tiny_catalogue,
     tiny_config,
     tiny_context,
+    tiny_plan_graph,
     tiny_rerank_context,
+    tiny_scorer,
 )
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "check_list_metric",
     "check_loss",
     "check_metric",
+    "check_planner",
     "check_registered",
     "check_reranked",
     "check_reranker",
@@ -47,5 +51,7 @@ __all__ = [
     "tiny_catalogue",
     "tiny_config",
     "tiny_context",
+    "tiny_plan_graph",
     "tiny_rerank_context",
+    "tiny_scorer",
 ]

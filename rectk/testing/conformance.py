@@ -36,6 +36,8 @@ from rectk.contracts import (
     ListMetric,
     LossPlugin,
     Metric,
+    Plan,
+    PlannerPlugin,
     RerankContext,
     RerankerPlugin,
     TaskPlugin,
@@ -380,7 +382,22 @@ def check_task(config: TaskPlugin) -> None:
     name = getattr(type(config), "plugin_name", None)
     if name is None:
         return
-    run = from_dict(RunConfig, {"task": {"type": name, **to_dict(config)}})
+    _expect(isinstance(config.needs, frozenset), "needs must be a frozenset of strings")
+    _expect(isinstance(config.default_monitor, str), "default_monitor must be a string")
+    _expect(isinstance(config.recommends, bool), "recommends must be a bool")
+    task = {"type": name, **to_dict(config)}
+    if config.needs:  # the default data set provides nothing a task needs: a placeholder
+        wanted = ", ".join(sorted(config.needs))
+        try:
+            run = from_dict(RunConfig, {"task": task, "data": {"type": "pykt", "path": "-"}})
+        except RectkError as err:
+            raise AssertionError(f"a run of a task needing {wanted} was refused: {err}") from None
+    else:
+        run = from_dict(RunConfig, {"task": task})
+    _expect(
+        config.default_monitor in config.validation_metrics(run),
+        f"default_monitor {config.default_monitor!r} is not among validation_metrics",
+    )
     with contextlib.suppress(RectkError):  # refusing a run is what check is for
         config.check(run)
 
@@ -562,6 +579,63 @@ def check_reranker(reranker: RerankerPlugin, ctx: RerankContext | None = None) -
         )
 
 
+def tiny_plan_graph(*, seed: int = 0, items: int = V - 1, edges: int = 40) -> Any:
+    """A random prerequisite DAG of ``items`` items (``rectk.plan.PrerequisiteGraph``): each
+    edge points from a higher id to a lower one."""
+    from rectk.plan import PrerequisiteGraph
+
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(1, items + 1, (2, edges))
+    keep = a != b
+    pairs = np.unique(np.stack([np.maximum(a, b), np.minimum(a, b)], 1)[keep], axis=0)
+    return PrerequisiteGraph.from_pairs([f"c{i}" for i in range(1, items + 1)], pairs)
+
+
+def tiny_scorer(*, seed: int = 0, vocab_size: int = V) -> Any:
+    """A ``PathScorer`` whose scores depend on the most recent item (random, seeded)."""
+    table_vv = np.random.default_rng(seed).normal(size=(vocab_size, vocab_size))
+
+    def score(history_bh: np.ndarray) -> np.ndarray:
+        last_b = np.asarray(history_bh)[:, -1] if np.asarray(history_bh).shape[1] else 0
+        return table_vv[last_b].astype(np.float32)
+
+    return score
+
+
+def check_planner(planner: PlannerPlugin) -> None:
+    """A planner on random prerequisite DAGs (V=32), histories and goals: returns a ``Plan``
+    whose path is prerequisite-valid, reaches the goal, repeats no item and no history item,
+    holds the goal's prerequisite closure and is at most ``max_len`` long; the same request
+    gives the same path; a goal already taken gives an empty path."""
+    from rectk.plan import closure, make_request, path_problems
+
+    for seed in range(3):
+        graph = tiny_plan_graph(seed=seed)
+        rng = np.random.default_rng(seed)
+        history = rng.choice(np.arange(1, V), 4, replace=False)
+        goal = rng.choice(np.setdiff1d(np.arange(1, V), history), 2, replace=False)
+        need = closure(graph, goal, history)
+        request = make_request(
+            graph,
+            history=history,
+            goal=goal,
+            scorer=tiny_scorer(seed=seed),
+            popularity_v=rng.random(V).astype(np.float32),
+            max_len=len(need) + 2,
+            seed=seed,
+        )
+        plan = planner.plan(request)
+        _expect(isinstance(plan, Plan), f"plan() must return a Plan, found {type(plan).__name__}")
+        problems = path_problems(request, plan.path)
+        _expect(not problems, f"seed {seed}: {'; '.join(problems)}")
+        _expect(set(need.tolist()) <= set(plan.path.tolist()), f"seed {seed}: closure missed")
+        again = planner.plan(request)
+        _expect(np.array_equal(again.path, plan.path), "two calls on one request differ")
+        _expect(isinstance(plan.exact, bool), f"exact must be a bool, found {plan.exact!r}")
+    done = make_request(graph, history=history, goal=history[:1], scorer=tiny_scorer())
+    _expect(len(planner.plan(done).path) == 0, "a goal already taken needs an empty path")
+
+
 # ---------------------------------------------------------------------------------------------
 # Every registered plugin.
 # ---------------------------------------------------------------------------------------------
@@ -578,6 +652,7 @@ CHECKS: dict[str, Callable[[Any], None]] = {
     "rerankers": check_reranker,
     "list_metrics": check_list_metric,
     "knowledge_tracers": check_knowledge_tracer,
+    "planners": check_planner,
 }
 
 
