@@ -118,3 +118,52 @@ class MaskedItem(TaskPlugin):
         return MaskItems(
             mask_prob=self.mask_prob, mask_id=vocab_size, mask_last_prob=self.mask_last_prob
         )
+
+
+@registered(registry.tasks, "knowledge_tracing")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class KnowledgeTracing(TaskPlugin):
+    """Knowledge tracing under pyKT's protocol: predict whether each answer is right from the
+    learner's answers before it (``model.tracer``; the data set must provide answers: ``pykt``
+    or ``dkvmn``). Train on every cross-validation fold but ``valid_fold``, validate on it,
+    test on the test learners; answers are cut into chunks of ``maxlen`` (a last chunk shorter
+    than ``min_len`` dropped) and every answer but a chunk's first is predicted. Metrics:
+    ``auc``, ``accuracy`` and ``ece`` (expected calibration error); ``window_test`` adds pyKT's
+    window view on the test learners (``window_auc``, ...). ``model.max_len``,
+    ``[loss]`` and ``[eval]``'s ranking keys do not apply (``eval.batch_size`` does).
+    """
+
+    needs: ClassVar[frozenset[str]] = frozenset({"answers"})
+    default_monitor: ClassVar[str] = "auc"
+    recommends: ClassVar[bool] = False
+    valid_fold: int = 0
+    maxlen: int = 200  # pyKT's sequence length
+    min_len: int = 3  # pyKT's shortest chunk
+    window_test: bool = True
+
+    def __post_init__(self):
+        if self.maxlen < 2:
+            raise ValueError(f"maxlen must be at least 2, got {self.maxlen!r}")
+        if not 1 <= self.min_len <= self.maxlen:
+            raise ValueError(f"min_len must lie in [1, maxlen], got {self.min_len!r}")
+
+    def validation_metrics(self, config: Any) -> tuple[str, ...]:
+        return ("auc", "accuracy")
+
+    def check(self, config: Any) -> None:
+        """Refuses reranker chains and warm starts (ranking features, not knowledge tracing)."""
+        if config.rerank.chains:
+            raise RecipeError(
+                "rerank.chains: reranker chains rerank item lists; the knowledge_tracing task "
+                "predicts answers. Remove [rerank.chains] from this recipe"
+            )
+        if config.train.init_from:
+            raise RecipeError(
+                "train.init_from: warm starts are not supported by the knowledge_tracing task"
+            )
+
+    def run(self, recipe: Any, *, progress: bool = True) -> dict[str, Any]:
+        self.check(recipe.config)
+        from rectk.kt.train import train_and_evaluate
+
+        return train_and_evaluate(recipe, progress=progress)

@@ -102,6 +102,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     sw.add_argument("--json", action="store_true", help="print the table as JSON")
 
+    pn = sub.add_parser(
+        "plan", help="a learning path to goal items, prerequisites first, ordered by the model"
+    )
+    pn.add_argument("--run", required=True, help="run directory, e.g. runs/quickstart")
+    who = pn.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="a learner id of the run's data")
+    who.add_argument("--history", help="comma-separated item ids of a (new) learner")
+    pn.add_argument("--goal", required=True, help="comma-separated goal item ids")
+    pn.add_argument("--max-len", type=int, default=None, help="longest path allowed")
+    pn.add_argument(
+        "--planner", default="beam", help="a registered planner (default beam; rectk plugins)"
+    )
+    pn.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    rs = sub.add_parser(
+        "resources",
+        help="LectureBank lecture resources for bundled courses, a topic or a text "
+        "(nearest by the text tower; docs/resources.md)",
+    )
+    rs.add_argument("lecturebank", help="the LectureBank folder (not bundled: pass its path)")
+    what = rs.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--course", help="comma-separated course ids of the bundled catalogue (several: a history)"
+    )
+    what.add_argument("--topic", help="a topic, e.g. 'Parsing' (a taxonomy name or any text)")
+    what.add_argument("--text", help="any text, e.g. a course description")
+    rs.add_argument("--k", type=int, default=10, help="how many resources (default 10)")
+    rs.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
     pl = sub.add_parser("plugins", help="list registered plugins and those that failed to import")
     pl.add_argument("--json", action="store_true", help="print JSON instead of a listing")
     return p
@@ -155,12 +184,13 @@ def _cmd_run(args, show_recs: bool) -> None:
         why = "reached train.steps" if cfg.train.steps else "reached train.epochs"
     print(
         f"\ntrained {summary['last_step']} steps ({why}); best validation "
-        f"{cfg.train.monitor} at step {summary['best_step']}; {sec['total']:.1f} s in all"
+        f"{cfg.monitor} at step {summary['best_step']}; {sec['total']:.1f} s in all"
     )
-    print(
-        f"\ntest metrics ({summary['test_targets']} learners, full ranking over all items, "
-        f"seen items {'masked' if cfg.eval.mask_seen else 'not masked'}):"
+    what = summary.get("test_note") or (
+        f"{summary['test_targets']} learners, full ranking over all items, "
+        f"seen items {'masked' if cfg.eval.mask_seen else 'not masked'}"
     )
+    print(f"\ntest metrics ({what}):")
     print(format_metrics(summary["test"]))
     if summary.get("new_items"):
         print(
@@ -171,7 +201,7 @@ def _cmd_run(args, show_recs: bool) -> None:
     if summary.get("rerank"):
         print(_rerank_heading(cfg.rerank.k, cfg.rerank.candidates, summary["test_targets"]))
         print(format_metrics(summary["rerank"]))
-    if show_recs and cfg.recommend.show_users > 0:
+    if show_recs and cfg.task.recommends and cfg.recommend.show_users > 0:
         loaded = load_run(RunDir.of(cfg).path)
         through = f" (through reranker chain {cfg.rerank.use!r})" if cfg.rerank.use else ""
         print(f"\ntop-{cfg.recommend.k} recommendations{through}:")
@@ -196,7 +226,7 @@ def _cmd_evaluate(args) -> None:
         return
     print(f"validation (the model at its best step, {results['best_step']}):")
     print(format_metrics({"model": results["valid"]}))
-    print(f"\ntest ({results['test_targets']} targets):")
+    print(f"\ntest ({results.get('test_note') or str(results['test_targets']) + ' targets'}):")
     print(format_metrics(results["test"]))
     if results.get("new_items"):
         print(f"\nnew items ({results['new_item_targets']} targets):")
@@ -267,6 +297,41 @@ def _cmd_recommend(args) -> None:
                 )
 
 
+def _cmd_plan(args) -> None:
+    from rectk import registry
+    from rectk.plan import plan_for_run
+    from rectk.predict import load_run
+
+    planner = registry.planners.get(args.planner)()  # before the model is loaded
+    loaded = load_run(args.run)
+    if loaded.notice:
+        print(f"rectk: note: {loaded.notice}", file=sys.stderr)
+
+    def ids(text: str | None) -> list[str] | None:
+        return None if text is None else [h.strip() for h in text.split(",") if h.strip()]
+
+    out = plan_for_run(
+        loaded,
+        goal=ids(args.goal) or [],
+        user=args.user,
+        history=ids(args.history),
+        max_len=args.max_len,
+        planner=planner,
+    )
+    if args.json:
+        print(json.dumps({**out, "planner": args.planner}, indent=2))
+        return
+    exact = ", exact" if out["exact"] else ""
+    print(
+        f"{len(out['path'])} step(s) to {', '.join(out['goal'])} (planner {args.planner}{exact}; "
+        f"model log-probability {out['log_prob']:.2f})"
+    )
+    if out["already_taken"]:
+        print(f"already taken: {', '.join(out['already_taken'])}")
+    for n, step in enumerate(out["path"], 1):
+        print(f"{n:2d}. {step['item']:<20} {step['log_prob']:7.2f}  {step['title']}")
+
+
 def _cmd_sweep(args) -> None:
     from rectk.errors import RectkError
     from rectk.predict import load_run
@@ -307,6 +372,20 @@ def _cmd_sweep(args) -> None:
     )
     print(format_metrics(named))
     print("\nwritten: " + ", ".join(str(p) for p in paths))
+
+
+def _cmd_resources(args) -> None:
+    from rectk_plugins.datasets.course_resources import recommend_resources
+
+    courses = [c.strip() for c in (args.course or "").split(",") if c.strip()]
+    recs = recommend_resources(
+        args.lecturebank, courses=courses, topic=args.topic or "", text=args.text or "", k=args.k
+    )
+    if args.json:
+        print(json.dumps(recs, indent=2))
+        return
+    for n, r in enumerate(recs, 1):
+        print(f"{n:2d}. {r['id']:<10} {r['score']:6.3f}  {r['title'][:60]:<60}  [{r['topic']}]")
 
 
 def _cmd_plugins(args) -> int:
@@ -391,6 +470,10 @@ def main(argv: list[str] | None = None) -> int:
             _cmd_recommend(args)
         elif args.command == "sweep":
             _cmd_sweep(args)
+        elif args.command == "plan":
+            _cmd_plan(args)
+        elif args.command == "resources":
+            _cmd_resources(args)
         elif args.command == "plugins":
             return _cmd_plugins(args)
     except RectkError as err:

@@ -55,6 +55,8 @@ class ModelConfig:
     item_tower: Any = plugin(registry.item_towers, "id")
     encoder: Any = plugin(registry.encoders, "sasrec")
     head: Any = plugin(registry.heads, "dot")
+    # the knowledge-tracing model ([task] type = "knowledge_tracing"; other tasks ignore it)
+    tracer: Any = plugin(registry.knowledge_tracers, "dkt")
     # a learned score offset per item, added to the head's score (BERT4Rec's output bias)
     item_bias: bool = False
 
@@ -82,7 +84,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between checkpoints; 0 = at each validation
     keep_checkpoints: int = 2
     patience: int = 5  # validations without improvement before stopping; 0 = never stop
-    monitor: str = "ndcg@10"
+    monitor: str = ""  # the validation metric early stopping watches; "" = the task's default
     log_every: int = 50
     dtype: Literal["float32", "bfloat16"] = "float32"
     accumulate: int = 1  # micro-batches per optimiser update (optax.MultiSteps)
@@ -252,19 +254,37 @@ class RunConfig:
             self.name,
         )
         self._check_rerankers()
-        monitored = [f"{m}@{k}" for m in self.eval.metrics for k in self.eval.ks]
+        monitored = self.task.validation_metrics(self)
         _require(
-            self.train.monitor in monitored,
+            self.monitor in monitored,
             "train.monitor",
-            f"a validation metric, one of eval.metrics @ eval.ks ({', '.join(monitored)})",
+            f"a validation metric of task {plugin_name(self.task)!r}, one of "
+            f"{', '.join(monitored)}",
             self.train.monitor,
         )
+        self._check_task_data()
         _require(
             self.train.stride <= self.model.max_len,
             "train.stride",
             f"at most model.max_len = {self.model.max_len}",
             self.train.stride,
         )
+
+    @property
+    def monitor(self) -> str:
+        """The validation metric early stopping watches: ``train.monitor``, or where that is
+        "" the task's default (``ndcg@10`` for ranking, ``auc`` for knowledge tracing)."""
+        return self.train.monitor or self.task.default_monitor
+
+    def _check_task_data(self) -> None:
+        """The data set provides what the task trains on (``TaskPlugin.needs``)."""
+        missing = self.task.needs - self.data.provides()
+        if missing:
+            raise ValueError(
+                f"task {plugin_name(self.task)!r} needs a data set with "
+                f"{', '.join(sorted(missing))}, which data set {plugin_name(self.data)!r} does "
+                "not provide (docs/plugins.md lists what each data set provides)"
+            )
 
     def _check_rerankers(self) -> None:
         """Every chain's side information is there (the data set provides it), and a chain

@@ -48,6 +48,10 @@ __all__ = [
     "ListMetric",
     "LossPlugin",
     "Metric",
+    "PathScorer",
+    "Plan",
+    "PlanRequest",
+    "PlannerPlugin",
     "RerankContext",
     "RerankerPlugin",
     "TaskPlugin",
@@ -210,8 +214,9 @@ class DatasetPlugin(Protocol):
 
     ``provides()`` declares the item side information its catalogue carries, from
     ``{"groups", "topics", "prerequisites"}`` (item embeddings and popularity come from the
-    model and the training split, for every data set); a recipe whose rerankers need more is
-    refused at load, before anything is read.
+    model and the training split, for every data set), and ``"answers"`` where ``load()``
+    attaches learners' graded answers (``Dataset.answers``, what knowledge tracing trains on);
+    a recipe whose rerankers or task need more is refused at load, before anything is read.
     """
 
     @abc.abstractmethod
@@ -241,9 +246,17 @@ class TaskPlugin(Protocol):
     Attributes:
       mask_token: the model learns a MASK input embedding at id ``vocab_size`` and reads a
         learner's state at a MASK appended after the history (masked-item training).
+      needs: what the data set must provide (``DatasetPlugin.provides()``), checked when the
+        recipe loads.
+      default_monitor: the validation metric ``train.monitor = ""`` watches.
+      recommends: a finished run recommends items (``rectk recommend``, ``rectk run``'s
+        examples).
     """
 
     mask_token: ClassVar[bool] = False
+    needs: ClassVar[frozenset[str]] = frozenset()
+    default_monitor: ClassVar[str] = "ndcg@10"
+    recommends: ClassVar[bool] = True
 
     def train_transform(self, *, vocab_size: int) -> grain.transforms.RandomMap | None:
         """A seeded per-window map applied to every training window before batching."""
@@ -253,6 +266,11 @@ class TaskPlugin(Protocol):
     def check(self, config: Any) -> None:
         """Refuses a run configuration this task cannot train (raise ``RecipeError``)."""
         del config
+
+    def validation_metrics(self, config: Any) -> tuple[str, ...]:
+        """The names ``train.monitor`` may take: what validation reports (by default every
+        ``eval.metrics`` at every ``eval.ks``, as ``"ndcg@10"``)."""
+        return tuple(f"{m}@{k}" for m in config.eval.metrics for k in config.eval.ks)
 
     def run(self, recipe: Any, *, progress: bool = True) -> dict[str, Any]:
         """Trains, evaluates and writes the run directory; returns the run's summary."""
@@ -420,3 +438,73 @@ class ListMetric(Protocol):
     ``lists`` lacks the side information it reads (a function)."""
 
     def __call__(self, lists: FinalLists, k: int) -> float | None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Planners: a learner's history and goal courses -> an ordered learning path.
+# ---------------------------------------------------------------------------------------------
+
+
+class PathScorer(Protocol):
+    """``scorer(history_bh) -> scores_bv``: the next-course scores of each history ``[B, H]``
+    (item ids, left-padded with 0, most recent last), ``[B, V]`` float32, higher is likelier
+    (a trained model's scores, or a fallback prior where a graph has no model)."""
+
+    def __call__(self, history_bh: np.ndarray) -> np.ndarray: ...
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PlanRequest:
+    """One planning problem, item ids dense (``1..V-1``; 0 is padding), NumPy.
+
+    Attributes:
+      prereq_vp: int32 ``[V, P]`` prerequisite ids of each item (0 = none): an item may be
+        taken once all of its prerequisites are taken.
+      history: int ``[H]`` the items already taken, oldest first.
+      goal: int ``[G]`` the goal items.
+      required: int ``[R]`` the prerequisite closure of the goal not yet taken (the goal
+        included), in one valid order (``rectk.plan.closure``): every valid path to the goal
+        holds each of them.
+      max_len: the longest path allowed (``len(required) <= max_len``, checked before).
+      scorer: the next-course scores of histories (``PathScorer``).
+      popularity_v: float32 ``[V]`` how often each item was taken in training (a prior).
+      seed: seeds a planner's random choices.
+    """
+
+    prereq_vp: np.ndarray
+    history: np.ndarray
+    goal: np.ndarray
+    required: np.ndarray
+    max_len: int
+    scorer: PathScorer
+    popularity_v: np.ndarray
+    seed: int = 0
+
+
+class Plan(NamedTuple):
+    """A planner's answer.
+
+    Attributes:
+      path: int ``[N]`` item ids in the order to take them.
+      objective: the planner's own score of the path (the beam planner: the model's summed
+        log-probability of each step); NaN where it has none.
+      exact: True where the path provably maximises ``objective`` over every valid path
+        (nothing was pruned); False for heuristics.
+    """
+
+    path: np.ndarray
+    objective: float = float("nan")
+    exact: bool = False
+
+
+class PlannerPlugin(Protocol):
+    """A planner's config: ``plan(request) -> Plan``.
+
+    The path must be prerequisite-valid (each item's prerequisites are in the history or
+    earlier in the path), hold every goal item, repeat no item, hold no history item and be
+    at most ``request.max_len`` long; the same request gives the same path (randomness comes
+    from ``request.seed``). ``rectk.testing.check_planner`` checks this on random graphs.
+    """
+
+    @abc.abstractmethod
+    def plan(self, request: PlanRequest) -> Plan: ...

@@ -31,6 +31,7 @@ from rectk.data.split import EvalSet, Split, split
 from rectk.data.types import Dataset
 from rectk.errors import RectkError
 from rectk.evaluate import Evaluator, item_chunk
+from rectk.loop import weights_of
 from rectk.model import run_model, trainable_filter
 from rectk.recipe import plugin_name
 
@@ -101,41 +102,12 @@ def setup(cfg: RunConfig, data: Dataset, sp: Split, mesh: Mesh) -> Setup:
             f"{plugin_name(cfg.model.encoder)!r} does not declare that its states ignore "
             "leading padding (variable_length); set train.group_by_length = false"
         )
-    trainable = trainable_filter(abstract)
-    graphdef, abs_params, abs_rest = nnx.split(abstract, trainable, ...)  # type: ignore[misc]
-    param_sh = shd.state_shardings(abs_params, mesh, cfg.mesh.rules)
-    rest_sh = shd.state_shardings(abs_rest, mesh, cfg.mesh.rules)
-
-    def init():
-        _, params, rest = nnx.split(make(), trainable, ...)  # type: ignore[misc]
-        return params, rest
-
-    init_weights = jax.jit(init, out_shardings=(param_sh, rest_sh))
-    tx = steps.make_optimizer(cfg.train, total)
-    repl = shd.replicated(mesh)
-    params, rest = jax.eval_shape(init_weights)
-    opt = jax.eval_shape(tx.init, params)
-    # Optimiser moments follow their parameters; counts are replicated.
-    opt_sh = optax.tree_utils.tree_map_params(
-        tx,
-        lambda _, sharding: sharding,
-        opt,
-        param_sh,
-        transform_non_params=lambda _: repl,
-        is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct),
-    )
-    step = jax.ShapeDtypeStruct((), jnp.int32, sharding=repl)
-    abstract_state = {
-        "params": params,
-        "opt": jax.tree.map(_placed, opt, opt_sh),
-        "step": step,
-        "rest": rest,
-    }
+    layout = state_layout(make, trainable_filter(abstract), cfg, mesh, total)
     item_counts = np.bincount(sp.train.items, minlength=inter.vocab_size)
     bound = steps.Bound(
-        graphdef=graphdef,
+        graphdef=layout.graphdef,
         loss=cfg.loss.prepare(item_counts=item_counts),
-        tx=tx,
+        tx=layout.tx,
         compute_dtype=jnp.bfloat16 if cfg.train.dtype == "bfloat16" else jnp.float32,
         target_positions=cfg.train.stride if cfg.train.stride < cfg.model.max_len else 0,
         library_dots=abstract.library_dots,
@@ -145,16 +117,72 @@ def setup(cfg: RunConfig, data: Dataset, sp: Split, mesh: Mesh) -> Setup:
         mesh=mesh,
         bound=bound,
         schedule=steps.make_schedule(cfg.train, total),
-        abstract_state=abstract_state,
-        init_weights=init_weights,
+        abstract_state=layout.abstract_state,
+        init_weights=layout.init_weights,
         batch_sharding=shd.batch_sharding(mesh),
-        replicated=repl,
+        replicated=shd.replicated(mesh),
         steps_per_epoch=steps_per_epoch,
         total_steps=total,
         epochs=math.ceil(total / steps_per_epoch),
         num_items=inter.num_items,
         chunk=item_chunk(cfg.eval.item_chunk, inter.num_items),
         trim_windows=abstract.variable_length,
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StateLayout:
+    """A model's train state, shaped and sharded before anything is created."""
+
+    graphdef: Any  # the model's graph, merged with weights to run it
+    abstract_state: dict  # ``{"params", "opt", "step", "rest"}``: shapes, dtypes, shardings
+    init_weights: Callable[[], tuple[Any, Any]]  # jitted: fresh (params, rest), sharded
+    tx: optax.GradientTransformation
+
+    def create(self) -> dict:
+        """A freshly initialised train state, each array created where it is placed."""
+        params, rest = self.init_weights()
+        shardings = jax.tree.map(lambda a: a.sharding, self.abstract_state)
+        opt = jax.jit(self.tx.init, out_shardings=shardings["opt"])(params)
+        step = jax.device_put(jnp.zeros((), jnp.int32), shardings["step"])
+        return {"params": params, "opt": opt, "step": step, "rest": rest}
+
+
+def state_layout(
+    make: Callable[[], nnx.Module], trainable, cfg: RunConfig, mesh: Mesh, total_steps: int
+) -> StateLayout:
+    """The train state of the module ``make()`` builds: parameters matching ``trainable``
+    (an nnx filter) are trained with the recipe's optimiser; each array is placed by the
+    recipe's mesh rules, optimiser moments beside their parameters, counts replicated."""
+    graphdef, abs_params, abs_rest = nnx.split(nnx.eval_shape(make), trainable, ...)  # type: ignore[misc]
+    param_sh = shd.state_shardings(abs_params, mesh, cfg.mesh.rules)
+    rest_sh = shd.state_shardings(abs_rest, mesh, cfg.mesh.rules)
+
+    def init():
+        _, params, rest = nnx.split(make(), trainable, ...)  # type: ignore[misc]
+        return params, rest
+
+    init_weights = jax.jit(init, out_shardings=(param_sh, rest_sh))
+    tx = steps.make_optimizer(cfg.train, total_steps)
+    repl = shd.replicated(mesh)
+    params, rest = jax.eval_shape(init_weights)
+    opt = jax.eval_shape(tx.init, params)
+    opt_sh = optax.tree_utils.tree_map_params(
+        tx,
+        lambda _, sharding: sharding,
+        opt,
+        param_sh,
+        transform_non_params=lambda _: repl,
+        is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct),
+    )
+    abstract_state = {
+        "params": params,
+        "opt": jax.tree.map(_placed, opt, opt_sh),
+        "step": jax.ShapeDtypeStruct((), jnp.int32, sharding=repl),
+        "rest": rest,
+    }
+    return StateLayout(
+        graphdef=graphdef, abstract_state=abstract_state, init_weights=init_weights, tx=tx
     )
 
 
@@ -165,17 +193,14 @@ def _placed(a: jax.ShapeDtypeStruct, sharding) -> jax.ShapeDtypeStruct:
 def create_state(s: Setup) -> dict:
     """A freshly initialised train state ``{"params", "opt", "step", "rest"}``, each array
     created where ``s.abstract_state`` places it."""
-    params, rest = s.init_weights()
-    tx = s.bound.tx
-    assert tx is not None  # setup() always binds the optimiser
-    opt = jax.jit(tx.init, out_shardings=s.state_shardings["opt"])(params)
-    step = jax.device_put(jnp.zeros((), jnp.int32), s.replicated)
-    return {"params": params, "opt": opt, "step": step, "rest": rest}
-
-
-def weights_of(state: dict) -> dict:
-    """What scoring needs from a train state: the trained params and the rest."""
-    return {"params": state["params"], "rest": state["rest"]}
+    assert s.bound.tx is not None  # setup() always binds the optimiser
+    layout = StateLayout(
+        graphdef=s.bound.graphdef,
+        abstract_state=s.abstract_state,
+        init_weights=s.init_weights,
+        tx=s.bound.tx,
+    )
+    return layout.create()
 
 
 def train_batches(s: Setup, sp: Split, epochs: int | None = None):

@@ -72,7 +72,8 @@ class Bound:
         return nnx.merge(self.graphdef, params, rest)
 
 
-def _cast(tree, dtype):
+def cast_floats(tree, dtype):
+    """``tree`` with its floating-point arrays cast to ``dtype`` (the compute precision)."""
     return jax.tree.map(
         lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
     )
@@ -84,7 +85,7 @@ def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):
     dropout_key, loss_key = jax.random.split(key)
 
     def loss_fn(params):
-        model = bound.model(_cast(params, bound.compute_dtype), state["rest"])
+        model = bound.model(cast_floats(params, bound.compute_dtype), state["rest"])
         table_vd = model.item_table()
         h_bld = model.encode(
             batch["input"], table_vd, users_b=batch["user"], rngs=nnx.Rngs(dropout=dropout_key)

@@ -7,15 +7,21 @@ the line (as an editor counts) and what was expected.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from rectk import registry
+from rectk.contracts import DatasetPlugin
 from rectk.data import readers
 from rectk.data.kt import TEST_FOLD, KTData, build
+from rectk.data.types import Dataset, Interactions
 from rectk.errors import DataError
+from rectk.recipe import registered
 
 _INTS = re.compile(r"[0-9]+(?:,[0-9]+)*")
 _BITS = re.compile(r"[01](?:,[01])*")
@@ -374,3 +380,62 @@ def _check_train(path: Path, others: list[dict[tuple, list[str]]], k: int) -> No
             f"({len(missing)} learner(s) of the other valid files are); expected "
             f"train{k + 1} to hold exactly the learners of the valid files but valid{k + 1}"
         )
+
+
+# ---------------------------------------------------------------- the registered data sets
+
+
+def answers_dataset(name: str, kt: KTData) -> Dataset:
+    """A ``Dataset`` of ``kt``: (learner, question) interactions in answer order, each valued
+    by its response (1 right, 0 wrong), with the answers themselves attached."""
+    learner = kt.learner[kt.ptr[1] :]  # rows start with learner 1's (learner 0 owns none)
+    position = np.arange(len(kt), dtype=np.float64) - np.repeat(kt.ptr[1:-1], kt.lengths[1:])
+    inter = Interactions(
+        user=learner,
+        item=kt.question,
+        time=position,
+        value=kt.response.astype(np.float32),
+        user_ids=kt.learner_ids,
+        item_ids=kt.question_ids,
+    )
+    return Dataset(name=name, interactions=inter, source=kt.source, answers=kt)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(kind: str, path: str, prefix: str | None) -> KTData:
+    """Parsed files, kept while they are in use (a run reads them once)."""
+    return read_pykt(path) if kind == "pykt" else read_dkvmn(path, prefix)
+
+
+@registered(registry.datasets, "pykt")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PyKTFiles(DatasetPlugin):
+    """Graded answers in pyKT's processed format (a folder with ``train_valid.csv``, folds
+    0..K-1, and ``test.csv``), for knowledge tracing (``[task] type =
+    "knowledge_tracing"``). Multi-concept questions expanded into rows (``is_repeat``) are
+    merged back into one answer each."""
+
+    path: str
+
+    def load(self) -> Dataset:
+        return answers_dataset("pykt", _cached("pykt", self.path, None))
+
+    def provides(self) -> frozenset[str]:
+        return frozenset({"answers"})
+
+
+@registered(registry.datasets, "dkvmn")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DKVMNFiles(DatasetPlugin):
+    """Graded answers in DKVMN's three-line format (a folder with ``{prefix}_valid{k}.csv``
+    and ``{prefix}_test.csv``; ``train{k}`` files, where present, are checked to hold the
+    other folds), for knowledge tracing. ``prefix`` "" = the one ``*_test.csv`` present."""
+
+    path: str
+    prefix: str = ""
+
+    def load(self) -> Dataset:
+        return answers_dataset("dkvmn", _cached("dkvmn", self.path, self.prefix or None))
+
+    def provides(self) -> frozenset[str]:
+        return frozenset({"answers"})

@@ -46,25 +46,36 @@ def _shift_right(x_bl: jax.Array) -> jax.Array:
 
 
 class DKTModule(nnx.Module):
+    """An LSTM over interaction embeddings. The input half of every gate is one matrix product
+    over all positions, outside the recurrence; the scan carries only ``h @ W_h``, half of an
+    LSTM cell's work, where the sequential part of the time goes."""
+
     def __init__(self, cfg: DKT, ctx: KTBuildContext):
-        rngs = ctx.rngs
+        rngs, d = ctx.rngs, ctx.dim
         self.cfg, self.num_concepts = cfg, ctx.num_concepts
-        self.emb = nnx.Embed(2 * ctx.num_concepts, ctx.dim, rngs=rngs)
-        self.cell = nnx.OptimizedLSTMCell(ctx.dim, ctx.dim, rngs=rngs)
-        self.out = nnx.Linear(ctx.dim, ctx.num_concepts, rngs=rngs)
+        self.emb = nnx.Embed(2 * ctx.num_concepts, d, rngs=rngs)
+        self.gates_in = nnx.Linear(d, 4 * d, rngs=rngs)  # input -> (i, f, g, o), with bias
+        self.gates_h = nnx.Linear(d, 4 * d, use_bias=False, rngs=rngs)
+        self.out = nnx.Linear(d, ctx.num_concepts, rngs=rngs)
 
     def __call__(self, question_bl, concept_bl, response_bl, mask_bl, *, rngs=None):
         del question_bl
         x_bld = self.emb(_interactions(concept_bl, response_bl, self.num_concepts))
-        zeros = jnp.zeros((x_bld.shape[0], x_bld.shape[-1]), x_bld.dtype)
+        gx_lbg = self.gates_in(x_bld).swapaxes(0, 1)  # [L, B, 4D]
+        w_h = self.gates_h.kernel[...]
+        b, d = x_bld.shape[0], x_bld.shape[-1]
 
-        def step(carry, x_bd):
-            carry, h_bd = self.cell(carry, x_bd)
-            return carry, h_bd
+        def step(carry, gx_bg):
+            c_bd, h_bd = carry
+            i, f, g, o = jnp.split(gx_bg + h_bd @ w_h.astype(h_bd.dtype), 4, axis=-1)
+            c_bd = jax.nn.sigmoid(f) * c_bd + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h_bd = jax.nn.sigmoid(o) * jnp.tanh(c_bd)
+            return (c_bd, h_bd), h_bd
 
-        _, h_lbd = jax.lax.scan(step, (zeros, zeros), x_bld.swapaxes(0, 1))
-        h_lbd = h_lbd.swapaxes(0, 1)  # answers are left-aligned: padding only follows them
-        h_bld = _shift_right(h_lbd)  # the state after answers < t
+        zeros = jnp.zeros((b, d), gx_lbg.dtype)
+        _, h_lbd = jax.lax.scan(step, (zeros, zeros), gx_lbg)
+        h_bld = h_lbd.swapaxes(0, 1)  # answers are left-aligned: padding only follows them
+        h_bld = _shift_right(h_bld)  # the state after answers < t
         h_bld = dropout(h_bld, self.cfg.dropout, rngs)
         logits_blc = self.out(h_bld)
         return jnp.take_along_axis(logits_blc, concept_bl[..., None], axis=-1)[..., 0]

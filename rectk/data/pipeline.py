@@ -140,6 +140,10 @@ class LengthGroupedBatches(grain.MapDataset):
     target weighs the same, as in uniformly shuffled batches (exactly where a window's positions
     are its targets, as in next-item training; in expectation for the Cloze task).
 
+    Other element kinds (knowledge tracing's answer chunks) give each element's ``lengths``
+    (the width it needs) and ``scored`` (the positions it trains), and with ``align="left"``
+    (content first, padding after) are cut on the right instead.
+
     Batches are planned globally: process ``p`` of ``process_count`` takes the ``p``-th slice
     of each global batch, and all processes cut it to the same width. ``transform`` maps each
     window with a generator seeded by ``seed``, the batch index and the row, so the batches are
@@ -163,14 +167,22 @@ class LengthGroupedBatches(grain.MapDataset):
         transform: grain.transforms.RandomMap | None = None,
         process_index: int = 0,
         process_count: int = 1,
+        lengths: np.ndarray | None = None,
+        scored: np.ndarray | None = None,
+        align: str = "right",
     ):
         super().__init__()
         self.windows, self.make_window, self.transform = windows, make_window, transform
-        # A window ending at ``end`` holds the targets of positions 1..end-1 (at most max_len);
-        # the width it needs. Windows of one width share batches, in random order.
-        self.widths = np.minimum(max_len, _pow2_at_least(windows[:, 1] - 1, 8))
-        # Positions a window trains (its last ``stride``, or fewer when its history is short).
-        self.scored = np.minimum(windows[:, 1] - 1, make_window.stride).astype(np.float64)
+        if lengths is None:
+            # A window ending at ``end`` holds the targets of positions 1..end-1 (at most
+            # max_len) and trains its last ``stride`` of them (or fewer, for a short history).
+            lengths = windows[:, 1] - 1
+            scored = np.minimum(lengths, make_window.stride)
+        # The width a window needs; windows of one width share batches, in random order.
+        self.widths = np.minimum(max_len, pow2_at_least(lengths, 8))
+        self.scored = np.asarray(scored, np.float64)  # the positions each window trains
+        # "right": content is right-aligned (left padding), cut on the left; "left": cut right
+        self.align = align
         self.max_len, self.batch_size, self.seed = max_len, batch_size, seed
         self.local = batch_size // process_count
         self.offset = process_index * self.local
@@ -216,7 +228,10 @@ class LengthGroupedBatches(grain.MapDataset):
         if not out:  # this process's share of the epoch's short batch is empty
             out = [{k: np.zeros_like(v) for k, v in self.make_window.map(self.windows[0]).items()}]
         batch = pad_batch({k: np.stack([e[k] for e in out]) for k in out[0]}, self.local)
-        batch = {k: v[:, -width:] if v.ndim == 2 else v for k, v in batch.items()}
+        if self.align == "right":
+            batch = {k: v[:, -width:] if v.ndim == 2 else v for k, v in batch.items()}
+        else:
+            batch = {k: v[:, :width] if v.ndim == 2 else v for k, v in batch.items()}
         scale = self.scored[rows].sum() / self.mean_scored
         batch["loss_scale"] = np.full(self.local, scale, np.float32)
         return batch
@@ -242,8 +257,8 @@ def eval_batches(
     for lo in range(0, n, batch_size):
         rows = order[lo : lo + batch_size]
         longest = int(lengths[rows].max())
-        width = min(max_len, int(_pow2_at_least(longest + 1, 8))) if trim else max_len
-        seen_w = min(seen_len, int(_pow2_at_least(longest, 64)))
+        width = min(max_len, int(pow2_at_least(longest + 1, 8))) if trim else max_len
+        seen_w = min(seen_len, int(pow2_at_least(longest, 64)))
         inp = np.zeros((batch_size, width), np.int32)
         seen = np.zeros((batch_size, seen_w), np.int32)
         for r, i in enumerate(rows):
@@ -270,11 +285,11 @@ def eval_batches(
     return out
 
 
-def _pow2_at_least(n, low: int):
+def pow2_at_least(n, low: int):
     """The smallest power of two that is at least ``n`` and at least ``low`` (of each element,
     for an array).
 
-    >>> int(_pow2_at_least(9, 8)), _pow2_at_least(np.array([0, 8, 33]), 8).tolist()
+    >>> int(pow2_at_least(9, 8)), pow2_at_least(np.array([0, 8, 33]), 8).tolist()
     (16, [8, 8, 64])
     """
     bits = np.ceil(np.log2(np.maximum(n, 1))).astype(np.int64)

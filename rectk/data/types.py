@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from typing import Any
 
 import numpy as np
 
@@ -142,6 +143,9 @@ class Dataset:
     attributes: ItemAttributes | None = None  # providers and topics, where known
     source: str = ""  # where it came from (files), for messages and the run record
     notes: tuple[str, ...] = ()
+    # learners' graded answers (knowledge tracing), where the files hold them: the
+    # interactions are then (learner, question) pairs in answer order, valued 1 (right) or 0
+    answers: Any = None  # rectk.data.kt.KTData | None
 
     def __post_init__(self):
         dup = self.interactions.exact_duplicates()

@@ -1,0 +1,2 @@
+"""Knowledge tracing: batches of graded answers, their metrics, and training through the
+shared loop (the models are plugins: ``rectk.registry.knowledge_tracers``)."""
