@@ -194,7 +194,13 @@ def build_data(src: Path, dst: Path) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_one(name: str, max_epochs: int, threads: int, workdir: Path, out: Path) -> None:
+class StepCap(Exception):
+    """Raised after ``--max-steps`` optimiser steps: a timing run that trains no further."""
+
+
+def run_one(
+    name: str, max_epochs: int, threads: int, workdir: Path, out: Path, max_steps: int = 0
+) -> None:
     t_start = time.time()
     import numpy as np
     import pandas as pd
@@ -259,15 +265,40 @@ def run_one(name: str, max_epochs: int, threads: int, workdir: Path, out: Path) 
         if len(step_times) % 10 == 0:
             steps.write(json.dumps({"step": len(step_times), "time": step_times[-1]}) + "\n")
             steps.flush()
+        if max_steps and len(step_times) >= max_steps:
+            raise StepCap
 
     opt.register_step_post_hook(after_step)
     ckpt = workdir / f"{name}_ckpt"
     ckpt.mkdir(exist_ok=True)
     t_fit = time.time()
     mark["t"] = t_fit
-    _, _, _, _, valid_auc, valid_acc, best_epoch = pykt_train.train_model(
-        model, train_loader, valid_loader, max_epochs, opt, str(ckpt), None, None, True
-    )
+    try:
+        _, _, _, _, valid_auc, valid_acc, best_epoch = pykt_train.train_model(
+            model, train_loader, valid_loader, max_epochs, opt, str(ckpt), None, None, True
+        )
+    except StepCap:  # --max-steps: time the steps, report no quality
+        events.close()
+        steps.close()
+        gaps = [b - a for a, b in itertools.pairwise(step_times)]
+        median = statistics.median(gaps[1:] or gaps)  # the first gap holds warm-up
+        out.write_text(
+            json.dumps(
+                {
+                    "model": name,
+                    "hyper": hp,
+                    "stopped_after_steps": len(step_times),
+                    "steps_per_epoch": len(train_loader),
+                    "step_median_s": median,
+                    "epoch_projected_s": median * len(train_loader),
+                    "torch_threads": torch.get_num_threads(),
+                    "versions": {"torch": torch.__version__},
+                    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                },
+                indent=2,
+            )
+        )
+        return
     fit_s = time.time() - t_fit
     events.close()
     steps.close()
@@ -350,6 +381,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default="dkt,akt", help="comma-separated: dkt, akt")
     p.add_argument("--max-epochs", type=int, default=DEFAULT_EPOCHS)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=0,
+        help="stop after this many optimiser steps and "
+        "report their median time only (0 = train to the end)",
+    )
     p.add_argument("--json", type=Path, help="write the report here")
     p.add_argument("--data", type=Path, default=DATA, help="pyKT's processed assist2015 folder")
     p.add_argument("--workdir", type=Path, help="keep the derived files and logs here")
@@ -358,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     if args.one:
-        run_one(args.one, args.max_epochs, args.threads, args.workdir, args.out)
+        run_one(args.one, args.max_epochs, args.threads, args.workdir, args.out, args.max_steps)
         return 0
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -388,12 +426,21 @@ def main(argv: list[str] | None = None) -> int:
         out = args.workdir / f"{name}_result.json"
         cmd = [sys.executable, __file__, "--one", name, "--max-epochs", str(args.max_epochs)]
         cmd += ["--threads", str(args.threads), "--workdir", str(args.workdir), "--out", str(out)]
+        cmd += ["--max-steps", str(args.max_steps)]
         print(f"pyKT {name}: {HYPER[name]} ...", flush=True)
         done = subprocess.run(cmd)
         if done.returncode != 0:
             raise SystemExit(f"pyKT {name} failed (exit {done.returncode})")
         res = json.loads(out.read_text())
         report["results"][name] = res
+        if "stopped_after_steps" in res:
+            print(
+                f"pyKT {name}: {res['stopped_after_steps']} steps timed, median "
+                f"{res['step_median_s']:.2f} s/step -> {res['epoch_projected_s']:.0f} s/epoch "
+                f"projected ({res['steps_per_epoch']} steps)",
+                flush=True,
+            )
+            continue
         t = res["test"]
         print(
             f"pyKT {name}: test AUC {t['auc']:.4f} acc {t['acc']:.4f} | window AUC "

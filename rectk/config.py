@@ -84,6 +84,8 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between checkpoints; 0 = at each validation
     keep_checkpoints: int = 2
     patience: int = 5  # validations without improvement before stopping; 0 = never stop
+    # a validation improves on the best only by more than this (pyKT: 0.001)
+    min_delta: float = 0.0
     monitor: str = ""  # the validation metric early stopping watches; "" = the task's default
     log_every: int = 50
     dtype: Literal["float32", "bfloat16"] = "float32"
@@ -112,7 +114,7 @@ class TrainConfig:
             "patience",
         ):
             _require(getattr(self, key) >= 0, f"train.{key}", ">= 0", getattr(self, key))
-        for key in ("weight_decay", "clip_norm"):
+        for key in ("weight_decay", "clip_norm", "min_delta"):
             _require(getattr(self, key) >= 0.0, f"train.{key}", ">= 0", getattr(self, key))
         _require(self.log_every >= 1, "train.log_every", "at least 1", self.log_every)
         _require(

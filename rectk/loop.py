@@ -47,9 +47,12 @@ class LoopState:
     stopped: str = ""  # "" while training, then "steps" or "early_stopping"
     first_loss: float | None = None  # the first step's loss: ``train.divergence``'s reference
 
-    def validated(self, step: int, value: float, metrics: dict[str, float]) -> LoopState:
-        """After a validation at ``step`` (only a strict improvement is a new best)."""
-        if value > self.best_value:
+    def validated(
+        self, step: int, value: float, metrics: dict[str, float], min_delta: float = 0.0
+    ) -> LoopState:
+        """After a validation at ``step``: a new best only if it beats the best so far by more
+        than ``min_delta`` (0: any strict improvement)."""
+        if value > self.best_value + min_delta:
             return dataclasses.replace(
                 self, best_value=value, best_step=step, bad_evals=0, valid=dict(metrics)
             )
@@ -166,7 +169,7 @@ def fit(
             )
         log.write(step, {f"valid/{k}": v for k, v in metrics.items()})
         value = metrics[monitor]
-        return loop.validated(step, value, metrics), value
+        return loop.validated(step, value, metrics, tc.min_delta), value
 
     try:
         if validate_first:

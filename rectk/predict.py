@@ -91,6 +91,11 @@ def load_run(path: str | Path) -> Loaded:
     rd = RunDir(path)
     record = rd.record()
     cfg: RunConfig = recipe_lib.load(rd.path / "recipe.toml").config
+    if not cfg.task.recommends:
+        raise RectkError(
+            f"{rd.path} is a run of task {recipe_lib.plugin_name(cfg.task)!r}, which recommends "
+            "no items (knowledge tracing: rectk evaluate, rectk assess)"
+        )
     vocab, catalogue = rd.load_vocab()
     num_items = len(vocab["item_ids"])
 

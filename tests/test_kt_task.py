@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from rectk import recipe as recipe_lib
-from rectk.errors import RecipeError
+from rectk.errors import RecipeError, RectkError
 from rectk.kt import batches as kb
 from rectk.kt.metrics import auc, expected_calibration_error
 from rectk.kt.predict import load_kt_run
 from rectk.kt.train import chunk_set, train_and_evaluate, window_set
+from rectk.predict import load_run
 from rectk_plugins.datasets.kt_files import read_pykt
 
 
@@ -143,6 +144,8 @@ def test_a_recipe_trains_tests_and_predicts(tmp_path, kt_data):
     assert m["answered"].sum() == len(q)
     with pytest.raises(Exception, match="unknown learner 'nobody'"):
         loaded.learner("nobody")
+    with pytest.raises(RectkError, match="recommends no items"):
+        load_run(run)  # a knowledge-tracing run is refused by recommend, with the reason
 
 
 def test_stopped_and_resumed_equals_uninterrupted(tmp_path, kt_data, monkeypatch):
