@@ -131,6 +131,22 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--k", type=int, default=10, help="how many resources (default 10)")
     rs.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    asm = sub.add_parser(
+        "assess",
+        help="a knowledge-tracing run's per-concept mastery of a learner (table and PNG chart) "
+        "and its calibration on held-out answers (reliability diagram, ECE)",
+    )
+    asm.add_argument("--run", required=True, help="a knowledge-tracing run directory")
+    asm.add_argument("--user", help="a learner id of the run's data: mastery per concept")
+    asm.add_argument(
+        "--calibration",
+        action="store_true",
+        help="the calibration of the run's predictions on its test learners' answers",
+    )
+    asm.add_argument("--bins", type=int, default=10, help="reliability bins (default 10)")
+    asm.add_argument("--out", help="the folder for the PNG charts (default: the run directory)")
+    asm.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
     pl = sub.add_parser("plugins", help="list registered plugins and those that failed to import")
     pl.add_argument("--json", action="store_true", help="print JSON instead of a listing")
     return p
@@ -388,6 +404,54 @@ def _cmd_resources(args) -> None:
         print(f"{n:2d}. {r['id']:<10} {r['score']:6.3f}  {r['title'][:60]:<60}  [{r['topic']}]")
 
 
+def _cmd_assess(args) -> None:
+    from rectk.errors import RectkError
+
+    if args.user is None and not args.calibration:
+        raise RectkError("rectk assess needs --user U, --calibration or both")
+    if args.bins < 1:
+        raise RectkError(f"--bins must be at least 1, got {args.bins}")
+    from rectk.kt import assess
+    from rectk.kt.predict import load_kt_run
+
+    run = load_kt_run(args.run)
+    out = Path(args.out) if args.out else Path(args.run)
+    report: dict = {}
+    if args.user is not None:
+        q, r = run.learner(args.user)
+        rows = assess.concept_mastery(run, q, r)
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(args.user))
+        title = f"learner {args.user}: mastery (grey: never answered)"
+        chart = assess.mastery_chart(rows, out / f"mastery_{safe}.png", title=title)
+        report["mastery"] = {"user": args.user, "answers": len(q), "chart": str(chart)}
+        report["mastery"]["concepts"] = rows
+    if args.calibration:
+        cal = assess.calibration(run, bins=args.bins)
+        cal["chart"] = str(assess.reliability_chart(cal, out / "calibration.png"))
+        report["calibration"] = cal
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    if "mastery" in report:
+        m = report["mastery"]
+        print(f"learner {m['user']}: {m['answers']} answers; mastery per concept, weakest first")
+        print(assess.format_mastery(m["concepts"]))
+        print(f"chart: {m['chart']}")
+    if "calibration" in report:
+        c = report["calibration"]
+        print(
+            f"calibration on {c['answers']} held-out answers of {c['learners']} test learners: "
+            f"ECE {c['ece']:.4f}, AUC {c['auc']:.4f}"
+        )
+        print(f"{'bin':<12}{'answers':>9}{'mean P':>9}{'right':>9}")
+        for i in range(c["bins"]):
+            mp, acc = c["mean_prob"][i], c["accuracy"][i]
+            cells = "-".rjust(9) * 2 if mp is None else f"{mp:>9.3f}{acc:>9.3f}"
+            span = f"{i / c['bins']:.2f}-{(i + 1) / c['bins']:.2f}"
+            print(f"{span:<12}{c['count'][i]:>9d}{cells}")
+        print(f"reliability diagram: {c['chart']}")
+
+
 def _cmd_plugins(args) -> int:
     """Lists the registered plugins; exit status 1 when a plugin module failed to import (a
     script or CI job can test for it), after listing everything."""
@@ -474,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
             _cmd_plan(args)
         elif args.command == "resources":
             _cmd_resources(args)
+        elif args.command == "assess":
+            _cmd_assess(args)
         elif args.command == "plugins":
             return _cmd_plugins(args)
     except RectkError as err:

@@ -341,6 +341,7 @@ RERANK_NEEDS: dict[str, str] = {
     "topics": "item_topics_vt",
     "popularity": "item_pop_v",
     "prerequisites": "prereq_vp",
+    "success": "success_bv",
 }
 
 
@@ -357,6 +358,9 @@ class RerankContext(NamedTuple):
         zeros).
       item_pop_v: training interaction count per item ``[V]`` float32.
       prereq_vp: prerequisite item ids per item ``[V, P]`` int32, 0 = none.
+      success_bv: per learner, the predicted probability of answering each item (exercise)
+        right next ``[B, V]`` float32, from a knowledge-tracing model (``rectk.kt``); NaN where
+        unknown. Per learner, unlike the item fields, so chains split it with the histories.
     """
 
     history_bh: jax.Array
@@ -365,6 +369,7 @@ class RerankContext(NamedTuple):
     item_topics_vt: jax.Array | None = None
     item_pop_v: jax.Array | None = None
     prereq_vp: jax.Array | None = None
+    success_bv: jax.Array | None = None
 
 
 class RerankerPlugin(Protocol):

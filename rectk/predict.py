@@ -110,6 +110,38 @@ def load_run(path: str | Path) -> Loaded:
     abstract = nnx.eval_shape(make)
     trainable = trainable_filter(abstract)
     graphdef, params, rest = nnx.split(abstract, trainable, ...)  # type: ignore[misc]
+    step, best, weights = best_weights(rd, cfg, record, params, rest)
+    bound = steps.Bound(graphdef=graphdef, library_dots=abstract.library_dots)
+    chunk = item_chunk(cfg.eval.item_chunk, num_items)
+    top_k = jit_inference(
+        functools.partial(steps.model_top_k, bound, num_items, chunk),
+        library_dots=bound.library_dots,
+        static_argnums=0,
+    )
+    table = jax.jit(lambda w: bound.model(w["params"], w["rest"]).item_table())(weights)
+    return Loaded(
+        item_table_vd=table,
+        bound=bound,
+        side=ItemSide.load(rd.path),
+        cfg=cfg,
+        weights=weights,
+        vocab=vocab,
+        item_index={r: i + 1 for i, r in enumerate(vocab["item_ids"])},
+        titles=catalogue.titles if catalogue else None,
+        history=rd.load_history(),
+        num_items=num_items,
+        step=step,
+        best_step=best,
+        finished=rd.finished,
+        top_k=top_k,
+    )
+
+
+def best_weights(rd: RunDir, cfg: RunConfig, record: dict, params, rest) -> tuple[int, int, Any]:
+    """``(step, best_step, {"params", "rest"})``: a run's weights at its best validation step
+    (else its latest), shaped as the abstract ``params`` and ``rest``, on one device. A damaged
+    checkpoint gives way to the newest intact one, and is moved aside unless the run is
+    training; a run without checkpoints is a ``RectkError``."""
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     target = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
@@ -135,30 +167,7 @@ def load_run(path: str | Path) -> Loaded:
         )
     finally:
         ckpt.close()
-    bound = steps.Bound(graphdef=graphdef, library_dots=abstract.library_dots)
-    chunk = item_chunk(cfg.eval.item_chunk, num_items)
-    top_k = jit_inference(
-        functools.partial(steps.model_top_k, bound, num_items, chunk),
-        library_dots=bound.library_dots,
-        static_argnums=0,
-    )
-    table = jax.jit(lambda w: bound.model(w["params"], w["rest"]).item_table())(weights)
-    return Loaded(
-        item_table_vd=table,
-        bound=bound,
-        side=ItemSide.load(rd.path),
-        cfg=cfg,
-        weights=weights,
-        vocab=vocab,
-        item_index={r: i + 1 for i, r in enumerate(vocab["item_ids"])},
-        titles=catalogue.titles if catalogue else None,
-        history=rd.load_history(),
-        num_items=num_items,
-        step=step,
-        best_step=best,
-        finished=rd.finished,
-        top_k=top_k,
-    )
+    return step, best, weights
 
 
 def recommend(

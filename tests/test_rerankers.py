@@ -34,6 +34,7 @@ from rectk_plugins.rerankers import (
     Exposure,
     FilterSeen,
     Prerequisites,
+    TargetDifficulty,
     XQuAD,
     adjusted_mtable,
     chain,
@@ -582,6 +583,7 @@ CONFORMANCE_CONFIGS = [
     Prerequisites(mode="demote", earlier_in_list=True),
     FilterSeen(),
     Dedupe(),
+    TargetDifficulty(low=0.3, high=0.5, coverage=1.0),
 ]
 
 

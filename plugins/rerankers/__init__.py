@@ -9,6 +9,7 @@ jit-compiled.
 from rectk.rerank.chain import across_learners, chain, requires, rerank
 
 from .calibration import Calibration
+from .difficulty import TargetDifficulty
 from .diversity import DPP, MMR
 from .exposure import Exposure
 from .fair import FAIR, adjusted_mtable, fail_probability, mtable
@@ -24,6 +25,7 @@ __all__ = [
     "Exposure",
     "FilterSeen",
     "Prerequisites",
+    "TargetDifficulty",
     "XQuAD",
     "across_learners",
     "adjusted_mtable",

@@ -22,18 +22,19 @@ import numpy as np
 from flax import nnx
 
 from rectk import recipe as recipe_lib
-from rectk.checkpoint import Checkpoints
 from rectk.config import RunConfig
 from rectk.data.kt import KTData
 from rectk.data.pipeline import pow2_at_least
 from rectk.errors import DataError, RectkError
+from rectk.predict import best_weights
 from rectk.rundir import RunDir, atomic_write, damaged
 
 ANSWERS = "answers.npz"
 
 
 def save_answers(rd: RunDir, kt: KTData) -> None:
-    """Writes ``answers.npz``: learners' answers (CSR), each question's first concept, ids."""
+    """Writes ``answers.npz``: learners' answers (CSR), each question's first concept, ids,
+    each learner's fold (``fold[u]``; the test learners' is ``TEST_FOLD``)."""
     concept_of = np.zeros(kt.num_questions + 1, np.int32)
     concept_of[kt.question[::-1]] = kt.concepts[::-1, 0]  # each question's first row wins
     buf = io.BytesIO()
@@ -46,6 +47,7 @@ def save_answers(rd: RunDir, kt: KTData) -> None:
         learner_ids=np.asarray(kt.learner_ids),
         question_ids=np.asarray(kt.question_ids),
         concept_ids=np.asarray(kt.concept_ids),
+        fold=np.asarray(kt.fold),
     )
     atomic_write(rd.path / ANSWERS, buf.getvalue())
 
@@ -65,6 +67,7 @@ class KTRun:
     learner_ids: tuple[str, ...]
     question_ids: tuple[str, ...]
     concept_ids: tuple[str, ...]
+    fold: np.ndarray | None = None  # int8 [U + 1] learners' folds (None: a run saved before)
     _predict: Any = None
 
     @property
@@ -154,28 +157,7 @@ def load_kt_run(path: str | Path) -> KTRun:
     shape_only = _Shapes(len(arrays["question_ids"]), len(arrays["concept_ids"]))
     make = model_factory(cfg, shape_only)
     graphdef, params, rest = nnx.split(nnx.eval_shape(make), nnx.Param, ...)  # type: ignore[misc]
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-        {"params": params, "rest": rest},
-    )
-    ckpt = Checkpoints(
-        rd.checkpoints,
-        keep=cfg.train.keep_checkpoints,
-        recipe_hash=record["recipe_hash"],
-        repair=False,
-    )
-    try:
-        latest = ckpt.latest_step()
-        if latest is None:
-            raise RectkError(f"{rd.path} has no checkpoint yet: train it first (rectk run)")
-        best = int(ckpt.restore_meta(latest).get("best_step", -1))
-        step, weights = ckpt.restore_first(
-            [best if best >= 0 else latest, *sorted(ckpt.all_steps(), reverse=True)],
-            lambda s: ckpt.restore_weights(s, target),
-        )
-    finally:
-        ckpt.close()
+    step, _, weights = best_weights(rd, cfg, record, params, rest)
 
     @jax.jit
     def predict(w, q, c, r, mask):
@@ -194,6 +176,7 @@ def load_kt_run(path: str | Path) -> KTRun:
         learner_ids=tuple(str(x) for x in arrays["learner_ids"]),
         question_ids=tuple(str(x) for x in arrays["question_ids"]),
         concept_ids=tuple(str(x) for x in arrays["concept_ids"]),
+        fold=arrays.get("fold"),
         _predict=predict,
     )
 

@@ -79,17 +79,19 @@ def chain(
             rows = ROWS_PER_CHUNK if jax.default_backend() == "cpu" else 0
         if rows <= 0 or batch <= rows or across_learners(stages):
             return run(ids_bc, scores_bc, ctx)
-        # Pad the batch with empty rows (every candidate invalid) to whole chunks.
+        # Pad the batch with empty rows (every candidate invalid) to whole chunks; the
+        # per-learner context fields (histories, success) are chunked with the rows.
         pad = -batch % rows
-        hist = ctx.history_bh
+        hist, success = ctx.history_bh, ctx.success_bv
         padded = (
             jnp.pad(ids_bc, ((0, pad), (0, 0))),
             jnp.pad(scores_bc, ((0, pad), (0, 0)), constant_values=-jnp.inf),
             jnp.pad(hist, ((0, pad), (0, 0))),
+            None if success is None else jnp.pad(success, ((0, pad), (0, 0))),
         )
         chunks = jax.tree.map(lambda x: x.reshape(-1, rows, *x.shape[1:]), padded)
         ids_nbk, scores_nbk = jax.lax.map(
-            lambda c: run(c[0], c[1], ctx._replace(history_bh=c[2])), chunks
+            lambda c: run(c[0], c[1], ctx._replace(history_bh=c[2], success_bv=c[3])), chunks
         )
         return ids_nbk.reshape(-1, k)[:batch], scores_nbk.reshape(-1, k)[:batch]
 

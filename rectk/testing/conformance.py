@@ -411,7 +411,8 @@ RERANK_C, RERANK_K = 8, 5
 
 def tiny_rerank_context(*, batch: int = 3, seed: int = 0) -> RerankContext:
     """A ``RerankContext`` with every field, at tiny shapes: V=32 items, D=8, 4 topics, 3
-    provider groups, up to 2 prerequisites per item, histories of L=6 (some padding)."""
+    provider groups, up to 2 prerequisites per item, histories of L=6 (some padding), success
+    probabilities uniform in [0, 1)."""
     rng = np.random.default_rng(seed)
     topics = rng.dirichlet(np.ones(4), V).astype(np.float32)
     topics[0] = 0.0
@@ -425,6 +426,7 @@ def tiny_rerank_context(*, batch: int = 3, seed: int = 0) -> RerankContext:
         item_topics_vt=jnp.asarray(topics),
         item_pop_v=jnp.asarray(rng.integers(0, 50, V), jnp.float32).at[0].set(0.0),
         prereq_vp=jnp.asarray(prereq, jnp.int32),
+        success_bv=jnp.asarray(rng.random((batch, V)), jnp.float32),
     )
 
 
