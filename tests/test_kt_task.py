@@ -122,6 +122,18 @@ def test_eval_batches_cut_to_the_longest_row_and_cover_every_row(kt_data):
     assert sorted(seen) == list(range(arrays["mask"].shape[0]))
 
 
+def test_wide_eval_batches_hold_at_most_max_tokens_answers(kt_data):
+    kt = read_pykt(kt_data)
+    arrays = chunk_set(kt, kt.learners(0, 1, 2), 32, 3).arrays
+    seen = []
+    for rows, batch in kb.eval_batches(arrays, 16, max_tokens=128, multiple=2):
+        rows_b, width = batch["mask"].shape
+        assert rows_b * width <= 128 and rows_b % 2 == 0
+        assert len(rows) <= rows_b
+        seen.extend(rows.tolist())
+    assert sorted(seen) == list(range(arrays["mask"].shape[0]))
+
+
 def test_a_recipe_trains_tests_and_predicts(tmp_path, kt_data):
     recipe = _recipe(tmp_path, kt_data)
     summary = train_and_evaluate(recipe, progress=False, echo=lambda *a: None)

@@ -114,15 +114,27 @@ def train_dataset(
     return ds.batch(local, drop_remainder=False).map(lambda b: pad_batch(b, local)).repeat(epochs)
 
 
-def eval_batches(arrays: dict, batch_size: int):
-    """``(rows, batch)``: ``arrays`` in fixed-size batches, longest stretches first, each cut
-    to the smallest power of two from 8 up that holds its longest (a few shapes, each compiled
-    once); ``rows`` are the batch's row numbers (the last batch is padded with empty rows)."""
+def eval_batches(arrays: dict, batch_size: int, *, max_tokens: int = 0, multiple: int = 1):
+    """``(rows, batch)``: ``arrays`` in batches, longest stretches first, each cut to the
+    smallest power of two from 8 up that holds its longest (a few shapes, each compiled once);
+    ``rows`` are the batch's row numbers (the last batch of a width is padded with empty rows).
+
+    ``max_tokens`` (0 = no limit) caps rows x width: wide batches get fewer rows (a multiple of
+    ``multiple``, the data-parallel devices), so attention over 200 answers at a large
+    ``batch_size`` does not exhaust memory.
+    """
     length = arrays["mask"].sum(1)
     order = np.argsort(-length, kind="stable")
     full = arrays["mask"].shape[1]
-    for lo in range(0, len(order), batch_size):
-        rows = order[lo : lo + batch_size]
-        width = min(full, int(pow2_at_least(int(length[rows].max()), 8)))
-        batch = pad_batch({k: v[rows, :width] for k, v in arrays.items()}, batch_size)
+    width_of = np.minimum(full, pow2_at_least(np.maximum(length[order], 1), 8))
+    lo = 0
+    while lo < len(order):
+        width = int(width_of[lo])
+        size = batch_size
+        if max_tokens:
+            size = max(multiple, min(batch_size, max_tokens // width) // multiple * multiple)
+        same = int(np.searchsorted(-width_of, -width, side="right"))  # rows of this width
+        rows = order[lo : min(lo + size, same)]
+        batch = pad_batch({k: v[rows, :width] for k, v in arrays.items()}, size)
+        lo += len(rows)
         yield rows, batch

@@ -146,6 +146,11 @@ def predictor(s: KTSetup) -> Callable[[dict, dict], jax.Array]:
     return jax.jit(predict, in_shardings=(weights_sh, batch_sh))
 
 
+# The most answers one evaluation batch holds (rows x width): 64 full 200-answer chunks. Wide
+# batches of attention models hold [rows, heads, width, width] scores per layer.
+EVAL_TOKENS = 64 * 200
+
+
 @dataclasses.dataclass(frozen=True)
 class AnswerSet:
     """Stretches of answers to score, padded into rows; ``weight`` marks those predicted."""
@@ -159,17 +164,25 @@ class AnswerSet:
     def concat(cls, *sets: AnswerSet) -> AnswerSet:
         return cls({k: np.concatenate([a.arrays[k] for a in sets]) for k in kb.KEYS})
 
-    def predictions(self, predict, weights: dict, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(probabilities, responses)`` of the weighted answers, in row order."""
+    def predictions(
+        self, predict, weights: dict, batch_size: int, multiple: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(probabilities, responses)`` of the weighted answers, in row order; batches of
+        ``batch_size`` rows, fewer where they are wide (at most ``EVAL_TOKENS`` answers)."""
         prob = np.zeros(self.arrays["weight"].shape, np.float32)
-        for rows, batch in kb.eval_batches(self.arrays, batch_size):
+        batches = kb.eval_batches(
+            self.arrays, batch_size, max_tokens=EVAL_TOKENS, multiple=multiple
+        )
+        for rows, batch in batches:
             p = np.asarray(predict(weights, batch))[: len(rows)]
             prob[rows, : p.shape[1]] = p
         keep = self.arrays["weight"] > 0
         return prob[keep], self.arrays["response"][keep]
 
-    def metrics(self, predict, weights: dict, batch_size: int) -> dict[str, float]:
-        return binary_metrics(*self.predictions(predict, weights, batch_size))
+    def metrics(
+        self, predict, weights: dict, batch_size: int, multiple: int = 1
+    ) -> dict[str, float]:
+        return binary_metrics(*self.predictions(predict, weights, batch_size, multiple))
 
 
 def chunk_set(kt: KTData, learners: np.ndarray, maxlen: int, min_len: int) -> AnswerSet:
@@ -252,7 +265,7 @@ def _train_and_evaluate(recipe: Recipe, *, progress: bool, echo) -> dict:
             group_by_length=tc.group_by_length,
         ),
         put=batch_putter(shd.batch_sharding(mesh), tc.batch_size),
-        validate=lambda weights: valid.metrics(predict, weights, eval_bs),
+        validate=lambda weights: valid.metrics(predict, weights, eval_bs, mesh.shape["data"]),
         schedule=s.schedule,
         total_steps=s.total_steps,
         steps_per_epoch=s.steps_per_epoch,
@@ -263,7 +276,12 @@ def _train_and_evaluate(recipe: Recipe, *, progress: bool, echo) -> dict:
         scores: dict[str, float] = {}
         for prefix, answers in test_sets.items():
             scores.update(
-                {prefix + k: v for k, v in answers.metrics(predict, weights, eval_bs).items()}
+                {
+                    prefix + k: v
+                    for k, v in answers.metrics(
+                        predict, weights, eval_bs, mesh.shape["data"]
+                    ).items()
+                }
             )
         return scores, (scores, time.perf_counter() - t0)
 
