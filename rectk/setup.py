@@ -77,15 +77,8 @@ class Setup:
 def setup(cfg: RunConfig, data: Dataset, sp: Split, mesh: Mesh) -> Setup:
     """Model, optimiser and the train state's layout: shape first, then shard."""
     inter = data.interactions
-    n_data = mesh.shape["data"]  # the mesh spans every process's devices
-    if cfg.train.batch_size % n_data:
-        raise RectkError(
-            f"train.batch_size = {cfg.train.batch_size} must be divisible by the {n_data} "
-            f"data-parallel devices (mesh.data); choose a multiple of {n_data}"
-        )
     windows = len(training_windows(sp.train, cfg.model.max_len, cfg.train.stride))
-    steps_per_epoch = max(1, math.ceil(windows / cfg.train.batch_size))
-    total = cfg.train.steps or cfg.train.epochs * steps_per_epoch
+    steps_per_epoch, total = run_length(cfg, mesh, windows)
 
     make = functools.partial(
         run_model,
@@ -128,6 +121,19 @@ def setup(cfg: RunConfig, data: Dataset, sp: Split, mesh: Mesh) -> Setup:
         chunk=item_chunk(cfg.eval.item_chunk, inter.num_items),
         trim_windows=abstract.variable_length,
     )
+
+
+def run_length(cfg: RunConfig, mesh: Mesh, rows: int) -> tuple[int, int]:
+    """``(steps per epoch, total steps)`` for ``rows`` training rows (``train.steps``, else
+    ``train.epochs`` epochs); refuses a batch size the data-parallel devices do not divide."""
+    n_data = mesh.shape["data"]  # the mesh spans every process's devices
+    if cfg.train.batch_size % n_data:
+        raise RectkError(
+            f"train.batch_size = {cfg.train.batch_size} must be divisible by the {n_data} "
+            f"data-parallel devices (mesh.data); choose a multiple of {n_data}"
+        )
+    steps_per_epoch = max(1, math.ceil(rows / cfg.train.batch_size))
+    return steps_per_epoch, cfg.train.steps or cfg.train.epochs * steps_per_epoch
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

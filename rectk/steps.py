@@ -111,19 +111,33 @@ def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):
 
     (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     assert bound.tx is not None, "train_step needs the optimiser bound"
-    updates, opt = bound.tx.update(grads, state["opt"], state["params"])
+    return apply_gradients(bound.tx, state, grads, loss)
+
+
+def apply_gradients(tx: optax.GradientTransformation, state: dict, grads, loss):
+    """``(the train state after one optimiser update, {"loss", "grad_norm"})``: what every
+    task's train step ends with."""
+    updates, opt = tx.update(grads, state["opt"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     new_state = {"params": params, "opt": opt, "step": state["step"] + 1, "rest": state["rest"]}
     return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
-def jit_train_step(bound: Bound, state_shardings, batch_sharding, replicated):
-    """``train_step`` jitted once with explicit shardings, the state donated."""
+def jit_state_step(step_fn, state_shardings, batch_sharding, replicated):
+    """A ``(state, batch, key) -> (state, metrics)`` step jitted once with explicit
+    shardings, the state donated."""
     return jax.jit(
-        functools.partial(train_step, bound),
+        step_fn,
         in_shardings=(state_shardings, batch_sharding, replicated),
         out_shardings=(state_shardings, replicated),
         donate_argnums=(0,),
+    )
+
+
+def jit_train_step(bound: Bound, state_shardings, batch_sharding, replicated):
+    """``train_step`` jitted once with explicit shardings, the state donated."""
+    return jit_state_step(
+        functools.partial(train_step, bound), state_shardings, batch_sharding, replicated
     )
 
 

@@ -114,8 +114,7 @@ def held_out_predictions(
             q[i, : e - s] = run.question[s:e]
             r[i, : e - s] = run.response[s:e]
             mask[i, : e - s] = True
-        c = run.concept_of[q] * (q > 0)
-        prob = np.asarray(run._predict(run.weights, q, c, r, mask))
+        prob = np.asarray(run.probabilities(q, r, mask))
         for i, (s, e) in enumerate(batch):
             probs.append(prob[i, 1 : e - s])
             labels.append(r[i, 1 : e - s])

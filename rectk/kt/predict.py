@@ -11,13 +11,13 @@ concept's questions).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -68,7 +68,7 @@ class KTRun:
     question_ids: tuple[str, ...]
     concept_ids: tuple[str, ...]
     fold: np.ndarray | None = None  # int8 [U + 1] learners' folds (None: a run saved before)
-    _predict: Any = None
+    _predict: Any = None  # jitted (weights, batch) -> probabilities (kt.train.probabilities)
 
     @property
     def maxlen(self) -> int:
@@ -116,9 +116,13 @@ class KTRun:
         mask[:n, : h + 1] = True
         mask[n:, :1] = True  # padding rows: one harmless answer each
         q[n:, 0] = np.where(q[n:, 0] > 0, q[n:, 0], 1)
-        c = self.concept_of[q] * (q > 0)
-        prob = self._predict(self.weights, jnp.asarray(q), jnp.asarray(c), jnp.asarray(r), mask)
-        return np.asarray(prob)[:n, h]
+        return np.asarray(self.probabilities(q, r, mask))[:n, h]
+
+    def probabilities(self, q: np.ndarray, r: np.ndarray, mask: np.ndarray) -> jax.Array:
+        """Success probabilities ``[B, L]`` of rows of dense question ids and responses
+        (answers left-aligned, ``mask`` marking them), each question's concept looked up."""
+        batch = {"question": q, "concept": self.concept_of[q] * (q > 0), "response": r}
+        return self._predict(self.weights, {**batch, "mask": mask})
 
     def mastery(self, questions: np.ndarray, responses: np.ndarray) -> dict[str, np.ndarray]:
         """Per concept (dense 1..C): the mean predicted success over its questions after the
@@ -137,7 +141,7 @@ class KTRun:
 
 def load_kt_run(path: str | Path) -> KTRun:
     """The knowledge-tracing run in ``path`` at its best validation step (else its latest)."""
-    from rectk.kt.train import model_factory
+    from rectk.kt.train import model_factory, probabilities
 
     rd = RunDir(path)
     record = rd.record()
@@ -159,11 +163,6 @@ def load_kt_run(path: str | Path) -> KTRun:
     graphdef, params, rest = nnx.split(nnx.eval_shape(make), nnx.Param, ...)  # type: ignore[misc]
     step, _, weights = best_weights(rd, cfg, record, params, rest)
 
-    @jax.jit
-    def predict(w, q, c, r, mask):
-        model = nnx.merge(graphdef, w["params"], w["rest"])
-        return jax.nn.sigmoid(model(q, c, r, mask, rngs=None))
-
     return KTRun(
         cfg=cfg,
         graphdef=graphdef,
@@ -177,7 +176,7 @@ def load_kt_run(path: str | Path) -> KTRun:
         question_ids=tuple(str(x) for x in arrays["question_ids"]),
         concept_ids=tuple(str(x) for x in arrays["concept_ids"]),
         fold=arrays.get("fold"),
-        _predict=predict,
+        _predict=jax.jit(functools.partial(probabilities, graphdef)),
     )
 
 

@@ -34,14 +34,13 @@ from rectk.config import RunConfig
 from rectk.contracts import KTBuildContext
 from rectk.data.kt import KTData
 from rectk.data.types import Dataset
-from rectk.errors import RectkError
 from rectk.kt import batches as kb
 from rectk.kt.metrics import binary_metrics
 from rectk.kt.predict import save_answers
 from rectk.loop import Job, batch_putter, fit, tree_size
 from rectk.recipe import Recipe
 from rectk.rundir import RunDir
-from rectk.setup import StateLayout, state_layout
+from rectk.setup import StateLayout, run_length, state_layout
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -60,9 +59,6 @@ class KTSetup:
     @property
     def state_shardings(self) -> dict:
         return jax.tree.map(lambda a: a.sharding, self.layout.abstract_state)
-
-    def model(self, weights: dict):
-        return nnx.merge(self.layout.graphdef, weights["params"], weights["rest"])
 
 
 def model_factory(cfg: RunConfig, kt: Any) -> Callable[[], nnx.Module]:
@@ -84,14 +80,7 @@ def model_factory(cfg: RunConfig, kt: Any) -> Callable[[], nnx.Module]:
 
 def kt_setup(cfg: RunConfig, kt: KTData, train_rows: int, mesh: Mesh) -> KTSetup:
     """The tracer's state shaped and sharded, and the run's length in steps."""
-    n_data = mesh.shape["data"]
-    if cfg.train.batch_size % n_data:
-        raise RectkError(
-            f"train.batch_size = {cfg.train.batch_size} must be divisible by the {n_data} "
-            f"data-parallel devices (mesh.data); choose a multiple of {n_data}"
-        )
-    steps_per_epoch = max(1, math.ceil(train_rows / cfg.train.batch_size))
-    total = cfg.train.steps or cfg.train.epochs * steps_per_epoch
+    steps_per_epoch, total = run_length(cfg, mesh, train_rows)
     layout = state_layout(model_factory(cfg, kt), nnx.Param, cfg, mesh, total)
     return KTSetup(
         cfg=cfg,
@@ -129,21 +118,23 @@ def train_step(s: KTSetup, state: dict, batch: dict, root_key: jax.Array):
         return loss * scale, loss
 
     (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    updates, opt = s.layout.tx.update(grads, state["opt"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    new_state = {"params": params, "opt": opt, "step": state["step"] + 1, "rest": state["rest"]}
-    return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+    return steps.apply_gradients(s.layout.tx, state, grads, loss)
+
+
+def probabilities(graphdef, weights: dict, batch: dict) -> jax.Array:
+    """Success probabilities ``[B, L]`` of a batch's answers (no dropout): the model of
+    ``graphdef`` with ``weights = {"params", "rest"}``."""
+    model = nnx.merge(graphdef, weights["params"], weights["rest"])
+    return jax.nn.sigmoid(_logits(model, batch, None))
 
 
 def predictor(s: KTSetup) -> Callable[[dict, dict], jax.Array]:
-    """Jitted ``(weights, batch) -> success probabilities [B, L]`` (no dropout)."""
+    """Jitted ``(weights, batch) -> success probabilities [B, L]``, on the run's mesh."""
     batch_sh = shd.batch_sharding(s.mesh)
     weights_sh = {"params": s.state_shardings["params"], "rest": s.state_shardings["rest"]}
-
-    def predict(weights, batch):
-        return jax.nn.sigmoid(_logits(s.model(weights), batch, None))
-
-    return jax.jit(predict, in_shardings=(weights_sh, batch_sh))
+    return jax.jit(
+        functools.partial(probabilities, s.layout.graphdef), in_shardings=(weights_sh, batch_sh)
+    )
 
 
 # The most answers one evaluation batch holds (rows x width): 64 full 200-answer chunks. Wide
@@ -249,11 +240,11 @@ def _train_and_evaluate(recipe: Recipe, *, progress: bool, echo) -> dict:
     eval_bs = cfg.eval.batch_size + (-cfg.eval.batch_size) % mesh.shape["data"]
     job = Job(
         abstract_state=s.layout.abstract_state,
-        step_fn=jax.jit(
+        step_fn=steps.jit_state_step(
             functools.partial(train_step, s),
-            in_shardings=(s.state_shardings, shd.batch_sharding(mesh), shd.replicated(mesh)),
-            out_shardings=(s.state_shardings, shd.replicated(mesh)),
-            donate_argnums=(0,),
+            s.state_shardings,
+            shd.batch_sharding(mesh),
+            shd.replicated(mesh),
         ),
         batches=kb.train_dataset(
             train.arrays,
