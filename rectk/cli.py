@@ -223,7 +223,7 @@ def _cmd_run(args, show_recs: bool) -> None:
         print(f"\ntop-{cfg.recommend.k} recommendations{through}:")
         for user in loaded.vocab["user_ids"][: cfg.recommend.show_users]:
             recs = recommend(loaded, user=user, k=cfg.recommend.k)
-            hist = loaded.history.row(loaded.vocab["user_ids"].index(user) + 1)
+            hist = loaded.history.row(loaded.learner(user))
             last = [loaded.vocab["item_ids"][i - 1] for i in hist[-3:]]
             print(f"  learner {user} (last taken: {', '.join(last)}):")
             for n, r in enumerate(recs, 1):

@@ -299,13 +299,7 @@ def plan_for_run(
     graph = run_graph(run)
     u = 0
     if user is not None:
-        try:
-            u = run.vocab["user_ids"].index(user) + 1
-        except ValueError:
-            raise PlanError(
-                f"unknown learner {user!r}: not in this run's data "
-                "(use --history c1,c2,... for a new learner)"
-            ) from None
+        u = run.learner(user)
         taken = np.asarray(run.history.row(u), np.int64)
     else:
         taken = graph.resolve(list(history or []), "--history")

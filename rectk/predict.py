@@ -74,6 +74,16 @@ class Loaded:
             )
         return None
 
+    def learner(self, user: str) -> int:
+        """The model id of a learner of the run's data; an unknown one is a ``RectkError``."""
+        try:
+            return self.vocab["user_ids"].index(user) + 1
+        except ValueError:
+            raise RectkError(
+                f"unknown learner {user!r}: not in this run's data "
+                "(use --history c1,c2,... for a new learner)"
+            ) from None
+
     def require_side(self) -> ItemSide:
         """The run's item side information, or a ``RectkError`` saying how to get it."""
         if self.side is None:
@@ -190,14 +200,7 @@ def recommend(
     if (user is None) == (history is None):
         raise RectkError("give exactly one of --user or --history")
     if user is not None:
-        try:
-            u = run.vocab["user_ids"].index(user) + 1
-        except ValueError:
-            raise RectkError(
-                f"unknown learner {user!r}: not in this run's data "
-                f"(use --history c1,c2,... for a new learner)"
-            ) from None
-        items = run.history.row(u)
+        items = run.history.row(run.learner(user))
     else:
         unknown = [h for h in history or [] if h not in run.item_index]
         if unknown:
