@@ -21,7 +21,7 @@ import numpy as np
 from rectk import registry
 from rectk.contracts import TaskPlugin
 from rectk.errors import RecipeError
-from rectk.recipe import registered
+from rectk.recipe import plugin_name, registered
 
 
 @registered(registry.tasks, "next_item")
@@ -48,6 +48,52 @@ class NextItem(TaskPlugin):
                 "own targets. Set train.stride = 1 (one window per prefix, trained at its last "
                 'position only), or train it with masked items: [task] type = "masked_item"'
             )
+
+
+@registered(registry.tasks, "distill")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Distill(TaskPlugin):
+    """Next-item recommendation distilled from a finished next-item run (``teacher``, its
+    directory; relative paths from the current directory): the student (this recipe's model)
+    learns, at every target position, ``alpha`` x the true next item's cross-entropy plus
+    ``1 - alpha`` x ``temperature**2`` x the KL divergence from the teacher's full-catalogue
+    distribution softened by ``temperature`` (Hinton et al. 2015). The teacher runs, frozen,
+    on the student's windows inside each train step; it must have been trained on the same
+    items. Evaluation and recommendation are next-item's. docs/distillation.md.
+    """
+
+    teacher: str = ""
+    temperature: float = 2.0
+    alpha: float = 0.5
+
+    def __post_init__(self):
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"task.alpha must lie in [0, 1], got {self.alpha!r}")
+        if not self.temperature > 0.0:
+            raise ValueError(f"task.temperature must be > 0, got {self.temperature!r}")
+
+    def check(self, config: Any) -> None:
+        """Refuses a teacher that is not a finished next-item run, a student encoder that
+        sees its targets, and a loss other than ``softmax_ce`` (the true item's term)."""
+        from rectk.distill import check_teacher
+
+        NextItem().check(config)
+        if plugin_name(config.loss) != "softmax_ce":
+            raise RecipeError(
+                f"loss.type = {plugin_name(config.loss)!r}: the distill task scores the "
+                'true next item by the full softmax; set [loss] type = "softmax_ce"'
+            )
+        check_teacher(self.teacher)
+
+    def run(self, recipe: Any, *, progress: bool = True) -> dict[str, Any]:
+        self.check(recipe.config)
+        from rectk.distill import distill_step_factory
+        from rectk.train import train_and_evaluate
+
+        factory = distill_step_factory(
+            teacher=self.teacher, alpha=self.alpha, temperature=self.temperature
+        )
+        return train_and_evaluate(recipe, progress=progress, step_factory=factory)
 
 
 class MaskItems(grain.transforms.RandomMap):

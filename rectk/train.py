@@ -19,6 +19,7 @@ from rectk import sharding as shd
 from rectk import steps
 from rectk.checkpoint import latest_step
 from rectk.config import RunConfig
+from rectk.data.types import Dataset
 from rectk.loop import Job, batch_putter, fit, tree_size
 from rectk.predict import load_run
 from rectk.recipe import Recipe
@@ -26,6 +27,7 @@ from rectk.rerank.evaluate import evaluate_chains
 from rectk.rerank.side import ItemSide
 from rectk.rundir import RunDir
 from rectk.setup import (
+    Setup,
     baseline_ranker,
     baseline_scores,
     create_state,
@@ -37,19 +39,33 @@ from rectk.setup import (
 )
 from rectk.warm_start import warm_start
 
+# ``(setup, data) -> (state, batch, key) -> (state, metrics)``: a task's own train step
+StepFactory = Callable[[Setup, Dataset], Callable]
 
-def train_and_evaluate(recipe: Recipe, *, progress: bool = True, echo=print) -> dict:
+
+def train_and_evaluate(
+    recipe: Recipe, *, progress: bool = True, echo=print, step_factory: StepFactory | None = None
+) -> dict:
     """Trains (resuming if the run exists), evaluates on the test split, writes results.
 
     The run directory is locked meanwhile (a second training of the run is refused); one that
     cannot be written (permissions, a read-only or full disk) is a ``RectkError`` naming it.
+    ``step_factory``: a task's own train step (distillation: ``rectk.distill``), built before
+    the run directory is written, so that it may still refuse; default ``steps.train_step``.
     """
     rd = RunDir.of(recipe.config)
     with rd.writing(), rd.lock(enabled=jax.process_index() == 0):
-        return _train_and_evaluate(recipe, progress=progress, echo=echo)
+        return _train_and_evaluate(
+            recipe, progress=progress, echo=echo, step_factory=step_factory or _train_step
+        )
 
 
-def _train_and_evaluate(recipe: Recipe, *, progress: bool, echo) -> dict:
+def _train_step(s: Setup, data: Dataset) -> Callable:
+    del data
+    return steps.jit_train_step(s.bound, s.state_shardings, s.batch_sharding, s.replicated)
+
+
+def _train_and_evaluate(recipe: Recipe, *, progress: bool, echo, step_factory: StepFactory) -> dict:
     cfg: RunConfig = recipe.config
     tc = cfg.train
     t_start = time.perf_counter()
@@ -69,6 +85,7 @@ def _train_and_evaluate(recipe: Recipe, *, progress: bool, echo) -> dict:
         side.bind(stages, chain)  # an unknown group name fails now, not after training
     mesh = shd.make_mesh(cfg.mesh.data, cfg.mesh.model)
     s = setup(cfg, data, sp, mesh)
+    step_fn = step_factory(s, data)
     rd = RunDir.of(cfg)
 
     # ---- Initialise: this run's newest intact checkpoint > train.init_from > fresh weights --
@@ -97,7 +114,6 @@ def _train_and_evaluate(recipe: Recipe, *, progress: bool, echo) -> dict:
         f"{s.total_steps} steps ({s.steps_per_epoch} per epoch) on {mesh.shape['data']} "
         f"data-parallel device(s); run directory {rd.path}"
     )
-    step_fn = steps.jit_train_step(s.bound, s.state_shardings, s.batch_sharding, s.replicated)
     valid = evaluator(s, sp.valid)
     ranks = model_ranker(s)  # validation and test share one compiled ranker
     job = Job(
