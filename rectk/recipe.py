@@ -476,13 +476,22 @@ def load(path: str | Path, overrides: typing.Sequence[str] = (), schema: Any = N
     for text in overrides:
         keys, value = parse_override(text)
         data = _apply_override(data, keys, value, src)
-    ctx = _Ctx(src, str(path.resolve()))
+    return build(data, src, str(path), schema)
+
+
+def build(data: dict, src: dict[str, str], where: str, schema: Any = None) -> Recipe:
+    """Validates merged recipe layers ``data`` (``src``: the file each key came from;
+    ``where``: the recipe's path, or a name such as ``"<dict>"``) into a ``Recipe``: what
+    ``load`` does once a file's layers and overrides are merged."""
+    if schema is None:
+        from rectk.config import RunConfig as schema
+    ctx = _Ctx(src, str(Path(where).resolve()) if not where.startswith("<") else where)
     _check_structure(schema, data, "", ctx)  # before anything is imported
     if isinstance(data.get("plugins"), list):
         data = {**data, "plugins": _load_plugins(data["plugins"], ctx)}
     config = _build(schema, data, "", ctx)
     resolved = to_dict(config)
-    return Recipe(config=config, resolved=resolved, hash=recipe_hash(resolved), path=str(path))
+    return Recipe(config=config, resolved=resolved, hash=recipe_hash(resolved), path=where)
 
 
 def _load_plugins(entries: list[Any], ctx: _Ctx) -> list[Any]:

@@ -300,7 +300,7 @@ CASES: list[Case] = [
     Case(
         "recommend-no-who",
         ("recommend", "--run", "x"),
-        "one of the arguments --user --history is required",
+        "one of the arguments --user --history --users is required",
     ),
 ]
 

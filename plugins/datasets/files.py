@@ -44,7 +44,8 @@ def _catalogue(
 @registered(registry.datasets, "csv")
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DelimitedFile(DatasetPlugin):
-    """A CSV/TSV file with a header naming its columns (``time``/``value`` may be "").
+    """A CSV/TSV file with a header naming its columns (``time``/``value`` may be ""), or a
+    Parquet file with those columns (by its suffix, ``.parquet``; ``delimiter`` does not apply).
 
     ``catalogue``: optional CSV with a header (``item_id``, ``title``, ``description``
     columns); every catalogue item gets an id, including items nobody interacted with.

@@ -1,5 +1,6 @@
-"""Readers for interaction files: delimited text with named columns, RecBole atomic files,
-and one-line-per-user sequence files. Every error names the file and line.
+"""Readers for interaction files: delimited text with named columns (or Parquet files with
+them), RecBole atomic files, and one-line-per-user sequence files. Every error names the file
+and line (a Parquet file's row).
 
 Files are UTF-8 text (a leading byte-order mark is accepted). Bytes that are not UTF-8, a NUL
 byte (a binary file), broken quoting, a row of the wrong width, an empty id and a time or value
@@ -231,12 +232,17 @@ def read_delimited(
     delimiter: str = ",",
     item_vocab: Sequence[str] | None = None,
 ) -> Interactions:
-    """A CSV/TSV file whose header names the columns.
+    """A CSV/TSV file whose header names the columns, or a Parquet file (``.parquet``: see
+    ``read_parquet``; ``delimiter`` does not apply).
 
     Column names may carry a RecBole type suffix (``user_id:token``); it is ignored. Every row
     has one field per header column; ids are non-empty; time and value are finite numbers.
     Without a time column, file order is the time.
     """
+    if Path(path).suffix.lower() == PARQUET:
+        return read_parquet(
+            path, user=user, item=item, time=time, value=value, item_vocab=item_vocab
+        )
     p = check_file(path, "interaction file")
     rows = csv_rows(p, "interaction file", delimiter=delimiter)
     wanted = {"user": user, "item": item, "time": time, "value": value}
@@ -262,6 +268,159 @@ def read_delimited(
         source=str(p),
         item_vocab=item_vocab,
     )
+
+
+PARQUET = ".parquet"  # the suffix that makes ``read_delimited`` read a Parquet file
+
+
+def read_parquet(
+    path: str | Path,
+    *,
+    user: str,
+    item: str,
+    time: str | None = None,
+    value: str | None = None,
+    item_vocab: Sequence[str] | None = None,
+) -> Interactions:
+    """A Parquet file, with ``read_delimited``'s columns and checks.
+
+    Ids are text or integers (read as their text); time and value are numbers, a time may be a
+    timestamp (read as seconds since 1970). A missing column names the file and the columns it
+    has; a null or empty id, or a missing or non-finite number, names the row (counted from 1,
+    as lines below a header are). Without a time column, row order is the time.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = check_file(path, "interaction file")
+    wanted = {
+        role: name
+        for role, name in {"user": user, "item": item, "time": time, "value": value}.items()
+        if name is not None
+    }
+    try:
+        handle = pq.ParquetFile(p)
+        names = handle.schema_arrow.names
+        for role, name in wanted.items():
+            if name not in names:
+                raise DataError(
+                    f"{p}: no column {name!r} for the {role} (columns: {', '.join(names)}); "
+                    "name the right column in the recipe"
+                )
+        table = handle.read(columns=list(dict.fromkeys(wanted.values())))
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(
+            f"{p}: not a readable Parquet file ({err}); write it with pandas' to_parquet or "
+            "pyarrow, or give a CSV file"
+        ) from None
+    return build_interactions(
+        _parquet_ids(table.column(user), p, user),
+        _parquet_ids(table.column(item), p, item),
+        None if time is None else _parquet_numbers(table.column(time), p, time),
+        None if value is None else _parquet_numbers(table.column(value), p, value),
+        source=str(p),
+        item_vocab=item_vocab,
+    )
+
+
+def _first(mask) -> int:
+    """The row (from 1) of the first true value of a boolean Arrow array."""
+    import pyarrow.compute as pc
+
+    return int(pc.index(mask, True).as_py()) + 1
+
+
+def _parquet_ids(col, path: Path, name: str) -> list[str]:
+    """A Parquet column of ids as text; null or empty ids are a DataError naming the row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+    if not (
+        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+    ):
+        raise DataError(
+            f"{path}: column {name!r} holds {kind} values; expected ids as text or integers"
+        )
+    if col.null_count:
+        raise DataError(
+            f"{path}, row {_first(pc.is_null(col))}: column {name!r} is null; expected an id"
+        )
+    text = pc.utf8_trim_whitespace(pc.cast(col, pa.string()))
+    empty = pc.equal(text, "")
+    if pc.any(empty).as_py():
+        raise DataError(f"{path}, row {_first(empty)}: column {name!r} is empty; expected an id")
+    return text.to_pylist()
+
+
+def _parquet_numbers(col, path: Path, name: str) -> np.ndarray:
+    """A Parquet column of numbers (a timestamp: seconds) as float64; a null or a non-finite
+    number is a DataError naming the row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if col.null_count:
+        raise DataError(
+            f"{path}, row {_first(pc.is_null(col))}: column {name!r} is empty; expected a "
+            "number (fill it in or remove the row)"
+        )
+    if pa.types.is_timestamp(col.type):
+        per_second = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[col.type.unit]
+        return pc.cast(col, pa.int64()).to_numpy().astype(np.float64) / per_second
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+        raise DataError(f"{path}: column {name!r} holds {col.type} values; expected numbers")
+    x = col.to_numpy().astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(x))
+    if len(bad):
+        raise DataError(
+            f"{path}, row {bad[0] + 1}: column {name!r} must be a finite number, got "
+            f"{float(x[bad[0]])!r} (fix or remove the row)"
+        )
+    return x
+
+
+def read_ids(path: str | Path, what: str, *, column: str = "user_id") -> list[str]:
+    """Ids from a file: one a line, or a CSV (or Parquet) file with a ``column`` column.
+
+    A first line that names ``column`` among comma-separated fields makes the file a CSV;
+    otherwise each non-blank line, stripped, is one id (commas included). Every problem is a
+    DataError naming the file and line.
+
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "u.txt"
+    >>> _ = f.write_text("learner_0001\\n\\n learner_0002\\n")
+    >>> read_ids(f, "learner file")
+    ['learner_0001', 'learner_0002']
+    """
+    p = check_file(path, what)
+    if p.suffix.lower() == PARQUET:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            handle = pq.ParquetFile(p)
+            if column not in handle.schema_arrow.names:
+                raise DataError(
+                    f"{p}: no column {column!r} (columns: {', '.join(handle.schema_arrow.names)})"
+                )
+            col = handle.read(columns=[column]).column(column)
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"{p}: not a readable Parquet file ({err})") from None
+        return _parquet_ids(col, p, column)
+    lines = [(n, line.strip()) for n, line in enumerate(text_lines(p, what), 1) if line.strip()]
+    if not lines:
+        raise DataError(f"{p}: the file is empty (expected one id a line)")
+    if column not in [f.strip() for f in lines[0][1].split(",")]:
+        return [line for _, line in lines]
+    rows = csv_rows(p, what)
+    _, names, cols = _header(p, rows, {"id": column})
+    ids = []
+    for line, row in rows:
+        _row_width(p, line, row, names, cols["id"] + 1)
+        ids.append(_id(row[cols["id"]], p, line, column))
+    if not ids:
+        raise DataError(f"{p}: no ids below the header")
+    return ids
 
 
 def read_atomic(
