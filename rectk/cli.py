@@ -52,20 +52,60 @@ def _parser() -> argparse.ArgumentParser:
         r.add_argument(
             "--distributed",
             action="store_true",
-            help="call jax.distributed.initialize() first (multi-host runs)",
+            help="one of many processes on JAX's distributed runtime (docs/distributed.md): "
+            "settings detected on clusters JAX knows (Slurm, Open MPI, TPU), else the three "
+            "options below",
+        )
+        r.add_argument(
+            "--coordinator", metavar="HOST:PORT", help="process 0's address (with --distributed)"
+        )
+        r.add_argument(
+            "--num-processes", type=int, metavar="N", help="how many processes (with --distributed)"
+        )
+        r.add_argument(
+            "--process-id",
+            type=int,
+            metavar="I",
+            help="this process, 0 to N-1 (with --distributed)",
         )
 
     e = sub.add_parser("evaluate", help="print a finished run's validation and test metrics")
     e.add_argument("--run", required=True, help="run directory, e.g. runs/quickstart")
     e.add_argument("--json", action="store_true", help="print the run's results.json")
 
-    rec = sub.add_parser("recommend", help="top-k items for a learner of a finished run")
+    rec = sub.add_parser(
+        "recommend", help="top-k items for a learner (or a file of learners) of a finished run"
+    )
     rec.add_argument("--run", required=True, help="run directory, e.g. runs/quickstart")
     who = rec.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="a learner id of the run's data")
     who.add_argument("--history", help="comma-separated item ids of a (new) learner")
+    who.add_argument(
+        "--users",
+        metavar="FILE",
+        help="many learners: a file of learner ids (one a line, or a CSV with a user_id "
+        "column); their lists go to --out",
+    )
     rec.add_argument("--k", type=int, default=10, help="how many items to list (default 10)")
     rec.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rec.add_argument(
+        "--out",
+        metavar="FILE",
+        help="with --users: the table written, .parquet or .csv (columns learner, rank, item, "
+        "title, score)",
+    )
+    rec.add_argument(
+        "--batch-size",
+        type=int,
+        default=256,
+        help="with --users: learners scored at a time (default 256)",
+    )
+    rec.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --users: show a progress bar (default: only when the output is a terminal)",
+    )
     rec.add_argument(
         "--chain",
         default=None,
@@ -131,6 +171,10 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--k", type=int, default=10, help="how many resources (default 10)")
     rs.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    from rectk.serving import cli as serving_cli
+
+    serving_cli.add_parsers(sub)
+
     asm = sub.add_parser(
         "assess",
         help="a knowledge-tracing run's per-concept mastery of a learner (table and PNG chart) "
@@ -180,8 +224,7 @@ def _cmd_run(args, show_recs: bool) -> None:
     from rectk.predict import load_run, recommend
     from rectk.rundir import RunDir
 
-    if args.distributed:
-        jax.distributed.initialize()
+    _start_distributed(args)
     recipe = recipe_lib.load(args.recipe, args.set)
     cfg = recipe.config
     progress = args.progress
@@ -217,7 +260,9 @@ def _cmd_run(args, show_recs: bool) -> None:
     if summary.get("rerank"):
         print(_rerank_heading(cfg.rerank.k, cfg.rerank.candidates, summary["test_targets"]))
         print(format_metrics(summary["rerank"]))
-    if show_recs and cfg.task.recommends and cfg.recommend.show_users > 0:
+    if show_recs and cfg.task.recommends and jax.process_count() > 1:
+        print(f"\nrecommendations: rectk recommend --run {RunDir.of(cfg).path} --user ...")
+    elif show_recs and cfg.task.recommends and cfg.recommend.show_users > 0:
         loaded = load_run(RunDir.of(cfg).path)
         through = f" (through reranker chain {cfg.rerank.use!r})" if cfg.rerank.use else ""
         print(f"\ntop-{cfg.recommend.k} recommendations{through}:")
@@ -229,6 +274,46 @@ def _cmd_run(args, show_recs: bool) -> None:
             for n, r in enumerate(recs, 1):
                 print(f"    {n:2d}. {r['item']:<20} {r['score']:8.3f}  {r['title'][:60]}")
     print(f"\nrun directory: {RunDir.of(cfg).path}")
+
+
+def _start_distributed(args) -> None:
+    """Joins JAX's distributed runtime for ``--distributed``: from ``--coordinator``,
+    ``--num-processes`` and ``--process-id`` (all three or none: then JAX detects them)."""
+    from rectk.errors import RectkError
+
+    given = {
+        "--coordinator": args.coordinator,
+        "--num-processes": args.num_processes,
+        "--process-id": args.process_id,
+    }
+    named = [k for k, v in given.items() if v is not None]
+    if not args.distributed:
+        if named:
+            raise RectkError(f"{', '.join(named)}: only with --distributed")
+        return
+    if named and len(named) < len(given):
+        missing = [k for k in given if k not in named]
+        raise RectkError(
+            f"--distributed with {', '.join(named)} needs {', '.join(missing)} too (give all "
+            "three, or none to let JAX detect them on Slurm, Open MPI or TPU)"
+        )
+    if named:
+        n, i = args.num_processes, args.process_id
+        if n < 1 or not 0 <= i < n:
+            raise RectkError(f"--process-id {i} must lie in 0..{n - 1} (--num-processes {n})")
+        host, _, port = args.coordinator.rpartition(":")
+        if not host or not port.isdigit():
+            raise RectkError(f"--coordinator {args.coordinator!r} must be HOST:PORT")
+    import jax
+
+    try:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    except (ValueError, RuntimeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise RectkError(
+            f"--distributed: cannot join JAX's distributed runtime ({first}); outside a "
+            "cluster JAX detects, give --coordinator, --num-processes and --process-id"
+        ) from None
 
 
 def _cmd_evaluate(args) -> None:
@@ -284,8 +369,14 @@ def _check_request(args) -> None:
 
 
 def _cmd_recommend(args) -> None:
+    from rectk.errors import RectkError
     from rectk.predict import load_run, recommend
 
+    if args.users is not None:
+        _recommend_users(args)
+        return
+    if args.out is not None:
+        raise RectkError("--out goes with --users FILE (many learners' lists in a table)")
     _check_request(args)  # before the model is loaded: a typo costs no restore
     loaded = load_run(args.run)
     if loaded.notice:
@@ -311,6 +402,43 @@ def _cmd_recommend(args) -> None:
                     f"    most similar course you took (by text): {s['title'] or s['item']} "
                     f"(cosine {s['cosine']:.2f})"
                 )
+
+
+def _recommend_users(args) -> None:
+    """``rectk recommend --users FILE --out TABLE``: every listed learner's top k, scored in
+    batches, written whole or not at all; unknown learners are refused before the model is
+    loaded, and nothing is written."""
+    from rectk import api
+    from rectk.data.readers import read_ids
+    from rectk.errors import RectkError
+    from rectk.rundir import RunDir
+
+    if args.out is None:
+        raise RectkError("--users needs --out FILE (.parquet or .csv): the table of lists")
+    if args.explain or args.json:
+        raise RectkError("--explain and --json take one learner (--user or --history)")
+    if args.batch_size < 1:
+        raise RectkError(f"--batch-size must be at least 1, got {args.batch_size}")
+    out = api.check_table_path(args.out)
+    _check_request(args)
+    users = read_ids(args.users, "learner file")
+    known = set(RunDir(args.run).load_vocab()[0]["user_ids"])
+    unknown = list(dict.fromkeys(u for u in users if u not in known))
+    if unknown:
+        shown = ", ".join(map(repr, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+        raise RectkError(
+            f"{args.users}: {len(unknown)} unknown learner(s), not in the data of {args.run}: "
+            f"{shown}; nothing written"
+        )
+    run = api.open_run(args.run)
+    if run.loaded.notice:
+        print(f"rectk: note: {run.loaded.notice}", file=sys.stderr)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    frame = run.recommend(
+        users, k=args.k, chain=args.chain, batch_size=args.batch_size, progress=progress
+    )
+    api.write_table(frame, out)
+    print(f"{len(users)} learners, {len(frame)} rows: {out}")
 
 
 def _cmd_plan(args) -> None:
@@ -542,6 +670,10 @@ def main(argv: list[str] | None = None) -> int:
             _cmd_assess(args)
         elif args.command == "plugins":
             return _cmd_plugins(args)
+        elif args.command in ("export", "serve"):
+            from rectk.serving import cli as serving_cli
+
+            serving_cli.run(args)
     except RectkError as err:
         print(f"rectk: error: {err}", file=sys.stderr)
         return 2

@@ -224,3 +224,24 @@ def test_a_damaged_items_file_is_one_message(rerank_run, tmp_path):
     code, _, err = _main("recommend", "--run", str(copy), "--user", "learner_0001")
     assert code == 2 and "Traceback" not in err
     assert f"{copy / 'items.npz'} is damaged" in err and "run the same training command" in err
+
+
+def test_an_export_carries_the_recipes_chain(rerank_run, tmp_path):
+    """``rectk export`` builds the recipe's ``rerank.use`` chain into the exported function:
+    its lists equal ``recommend``'s through the same chain."""
+    from rectk.predict import load_run, recommend
+    from rectk.serving.artifact import Artifact
+    from rectk.serving.export import export_run
+
+    cfg, path, _ = rerank_run
+    with pytest.raises(RectkError, match=r"k-max 100 exceeds rerank\.candidates = 40"):
+        export_run(path, tmp_path / "too_long")
+    art = Artifact(export_run(path, tmp_path / "e", k_max=cfg.rerank.k))
+    assert art.manifest["source"]["chain"] == cfg.rerank.use
+    run = load_run(path)
+    users = list(run.vocab["user_ids"][:8])
+    for user, got in zip(users, art.recommend(users=users, k=cfg.rerank.k), strict=True):
+        want = recommend(run, user=user, k=cfg.rerank.k)  # through rerank.use
+        assert [g["item"] for g in got] == [w["item"] for w in want], user
+    plain = recommend(run, user=users[0], k=cfg.rerank.k, chain="none")
+    assert [p["item"] for p in plain] != [g["item"] for g in art.recommend(users=users[:1])[0]]
