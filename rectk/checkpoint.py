@@ -1,6 +1,7 @@
 """Orbax checkpoints: atomic saves of the train state and the loop/data-iterator state,
 keeping the latest N and the best by the validation metric. Written by every process of a
-multi-host run (Orbax coordinates them).
+multi-host run (Orbax coordinates them); the files rectk adds or moves beside Orbax's are
+process 0's, the others waiting for it where they would read them.
 
 Each checkpoint records the recipe hash of its run and the size of each of its files: a
 checkpoint of another recipe is refused, and one that cannot be read (a truncated file, a
@@ -70,7 +71,9 @@ class Checkpoints:
         self._dir = Path(directory).absolute()
         self._hash = recipe_hash
         self._repair = repair
-        _clear_incomplete(self._dir)
+        if jax.process_index() == 0:
+            _clear_incomplete(self._dir)
+        _barrier("rectk_checkpoints_cleared")  # no process lists a step folder moved away
         options = ocp.CheckpointManagerOptions(
             enable_async_checkpointing=False,
             todelete_subdir=_TRASH,
@@ -149,7 +152,8 @@ class Checkpoints:
                 self._mngr.delete(step)  # a rename into _TRASH
                 self._metrics.pop(step, None)
                 self._metas.pop(step, None)
-        shutil.rmtree(self._dir / _TRASH, ignore_errors=True)
+        if jax.process_index() == 0:  # after Orbax's barrier: every process has deleted
+            shutil.rmtree(self._dir / _TRASH, ignore_errors=True)
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
         """The train state and ``meta`` saved at ``step``; ``DamagedCheckpoint`` if they
@@ -280,7 +284,11 @@ class Checkpoints:
 
 
 def latest_step(directory: Path) -> int | None:
-    """The latest complete checkpoint in ``directory``, or None; creates no folder."""
+    """The latest complete checkpoint in ``directory``, or None; creates no folder.
+
+    All processes of a multi-host run call it together: they look for the folder at once, so
+    all of them open it (Orbax's collective start) or none."""
+    _barrier("rectk_latest_step")
     if not Path(directory).is_dir():
         return None
     ckpt = Checkpoints(directory, keep=1)  # ``keep`` matters to saves only
@@ -288,6 +296,14 @@ def latest_step(directory: Path) -> int | None:
         return ckpt.latest_step()
     finally:
         ckpt.close()
+
+
+def _barrier(name: str) -> None:
+    """Waits until every process of a multi-host run has reached ``name`` (else nothing)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def _record_sizes(folder: Path) -> None:

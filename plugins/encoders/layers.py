@@ -188,8 +188,8 @@ def check_stack_config(cfg) -> None:
 
 
 def _memory_bytes() -> int:
-    """The first device's memory (an accelerator's limit; the host's RAM on a CPU)."""
-    stats = jax.devices()[0].memory_stats() or {}
+    """This process's first device's memory (an accelerator's limit; the host's RAM on a CPU)."""
+    stats = jax.local_devices()[0].memory_stats() or {}
     if "bytes_limit" in stats:
         return int(stats["bytes_limit"])
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -213,7 +213,8 @@ def check_stack_shape(cfg, *, dim: int, max_len: int) -> None:
         raise RecipeError(
             f"model.max_len = {max_len} cannot fit: one window's attention scores take "
             f"max_len^2 x heads x 4 bytes = {need / 2**30:.1f} GiB, more than the "
-            f"{have / 2**30:.1f} GiB of memory of {jax.devices()[0].device_kind} (a batch takes "
+            f"{have / 2**30:.1f} GiB of memory of {jax.local_devices()[0].device_kind} "
+            "(a batch takes "
             f"train.batch_size times that); model.max_len must be in [1, {top}] here"
         )
 

@@ -110,13 +110,66 @@ def train_dataset(
             process_count=process_count,
         )
         return grouped.repeat(epochs)
-    ds = grain.MapDataset.source(windows)
-    ds = ds[process_index::process_count]
-    local = batch_size // process_count
-    ds = ds.shuffle(seed=seed).map(_MakeWindow(train, max_len, stride))
+    ds = (
+        grain.MapDataset.source(windows).shuffle(seed=seed).map(_MakeWindow(train, max_len, stride))
+    )
     if transform is not None:
         ds = ds.random_map(transform, seed=seed)
-    return ds.batch(local, drop_remainder=False).map(lambda b: pad_batch(b, local)).repeat(epochs)
+    return ProcessBatches(
+        ds, batch_size=batch_size, process_index=process_index, process_count=process_count
+    ).repeat(epochs)
+
+
+class ProcessBatches(grain.MapDataset):
+    """This process's rows of each global batch of ``parent``'s elements, padded.
+
+    Global batch ``b`` holds elements ``[b * batch_size, (b + 1) * batch_size)`` of an epoch
+    (the last one short); process ``p`` of ``process_count`` reads only the ``p``-th of its
+    ``batch_size // process_count`` row slices, so the processes' batches side by side are the
+    batch one process reads, whatever the number of processes: a run's losses do not depend
+    on it. A short slice is padded with all-zero rows (``pad_batch``). Each epoch of a
+    repeated ``parent`` (a shuffle reshuffles it) gives the same number of batches.
+
+    >>> ds = grain.MapDataset.source([{"x": np.int32(i)} for i in range(1, 6)])
+    >>> [b["x"].tolist() for b in ProcessBatches(ds, batch_size=4, process_index=1,
+    ...                                          process_count=2)]
+    [[3, 4], [0, 0]]
+    """
+
+    def __init__(
+        self,
+        parent: grain.MapDataset,
+        *,
+        batch_size: int,
+        process_index: int = 0,
+        process_count: int = 1,
+    ):
+        super().__init__(parent)
+        if batch_size % process_count:
+            raise ValueError(
+                f"the batch size {batch_size} must be a multiple of the {process_count} processes"
+            )
+        self.size, self.batch_size = len(parent), batch_size
+        self.local = batch_size // process_count
+        self.offset = process_index * self.local
+        self.num_batches = -(-self.size // batch_size)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __str__(self) -> str:
+        return f"ProcessBatches(batches={self.num_batches}, rows={self.local})"
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        epoch, b = divmod(int(index), self.num_batches)
+        first = epoch * self.size  # a repeated parent's index of the epoch's first element
+        lo = b * self.batch_size + self.offset
+        out = [self._parent[first + r] for r in range(lo, min(lo + self.local, self.size))]
+        if not out:  # this process's share of the epoch's short batch is empty
+            out = [{k: np.zeros_like(v) for k, v in self._parent[first].items()}]
+        return pad_batch({k: np.stack([e[k] for e in out]) for k in out[0]}, self.local)
 
 
 class LengthGroupedBatches(grain.MapDataset):

@@ -12,7 +12,7 @@ import grain
 import numpy as np
 
 from rectk.data.kt import Cuts, KTData, Targets
-from rectk.data.pipeline import LengthGroupedBatches, pad_batch, pow2_at_least
+from rectk.data.pipeline import LengthGroupedBatches, ProcessBatches, pad_batch, pow2_at_least
 
 KEYS = ("question", "concept", "response", "mask", "weight")
 
@@ -108,10 +108,12 @@ def train_dataset(
             align="left",
         )
         return grouped.repeat(epochs)
-    local = batch_size // process_count
-    ds = grain.MapDataset.source(np.arange(n))[process_index::process_count]
-    ds = ds.shuffle(seed=seed).map(_Rows(arrays))
-    return ds.batch(local, drop_remainder=False).map(lambda b: pad_batch(b, local)).repeat(epochs)
+    # one global shuffle; each process reads its rows of every global batch, so the losses
+    # do not depend on the number of processes
+    ds = grain.MapDataset.source(np.arange(n)).shuffle(seed=seed).map(_Rows(arrays))
+    return ProcessBatches(
+        ds, batch_size=batch_size, process_index=process_index, process_count=process_count
+    ).repeat(epochs)
 
 
 def eval_batches(arrays: dict, batch_size: int, *, max_tokens: int = 0, multiple: int = 1):
