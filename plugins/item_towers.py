@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from rectk import registry
@@ -21,6 +22,11 @@ class IdTower(nnx.Module):
 
     def __call__(self) -> jax.Array:
         return self.embedding[...].at[0].set(0.0)
+
+    def rows(self, ids_u: jax.Array) -> jax.Array:
+        """The vectors of items ``ids_u`` only, ``[U, D]`` (id 0 gives zeros)."""
+        rows_ud = jnp.take(self.embedding[...], ids_u, axis=0)
+        return jnp.where(ids_u[:, None] > 0, rows_ud, 0.0)
 
 
 @registered(registry.item_towers, "id")

@@ -131,6 +131,25 @@ class TextTower(nnx.Module, FreezesParams):
     def __call__(self) -> jax.Array:
         return self.proj(self.text_embeddings()).at[0].set(0.0)
 
+    @property
+    def encodes_items(self) -> bool:
+        """Whether each step runs the text encoder over the items' texts (not ``frozen``):
+        then a step that encodes only the items it needs (``rows``) costs far less."""
+        return self.bert is not None
+
+    def rows(self, ids_u: jax.Array) -> jax.Array:
+        """The vectors of items ``ids_u`` only, ``[U, D]``: their texts alone are encoded (id 0
+        gives zeros)."""
+        if self.bert is None:
+            pooled = jnp.take(self.cache[...], ids_u, axis=0)
+        else:
+            from .text import POOLING
+
+            mask = jnp.take(self.mask[...], ids_u, axis=0)
+            hidden = self.bert(jnp.take(self.tokens[...], ids_u, axis=0), mask)
+            pooled = POOLING[self.pooling](hidden, mask) * (mask[:, :1] > 0)
+        return jnp.where(ids_u[:, None] > 0, self.proj(pooled), 0.0)
+
 
 @registered(registry.item_towers, "text")
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -179,8 +198,19 @@ class TextIdTower(nnx.Module, FreezesParams):
     def frozen(self, path: tuple, variable) -> bool:
         return bool(path) and path[0] == "text" and self.text.frozen(path[1:], variable)
 
+    @property
+    def encodes_items(self) -> bool:
+        return self.text.encodes_items
+
     def __call__(self) -> jax.Array:
-        text_vd, id_vd = self.text(), self.ids()
+        return self._fuse(self.text(), self.ids()).at[0].set(0.0)
+
+    def rows(self, ids_u: jax.Array) -> jax.Array:
+        """The vectors of items ``ids_u`` only (see ``TextTower.rows``)."""
+        out = self._fuse(self.text.rows(ids_u), self.ids.rows(ids_u))
+        return jnp.where(ids_u[:, None] > 0, out, 0.0)
+
+    def _fuse(self, text_vd: jax.Array, id_vd: jax.Array) -> jax.Array:
         if self.fusion == "sum":
             out = text_vd + id_vd
         elif self.fusion == "concat":
@@ -188,7 +218,7 @@ class TextIdTower(nnx.Module, FreezesParams):
         else:
             g_vd = jax.nn.sigmoid(self.gate(text_vd))
             out = g_vd * text_vd + (1.0 - g_vd) * id_vd
-        return out.at[0].set(0.0)
+        return out
 
 
 @registered(registry.item_towers, "text_id")

@@ -94,6 +94,10 @@ class TrainConfig:
     init_from: str = ""
     # stop when a step's loss exceeds this multiple of the first step's loss; 0 = off
     divergence: float = 10.0
+    # item vectors a step computes: "batch" = only the batch's and its sampled negatives'
+    # (rectk.sparse_items), "all" = the whole table, "auto" = "batch" for a fine-tuned text
+    # tower trained with a sampled softmax
+    encode_items: Literal["auto", "all", "batch"] = "auto"
 
     def __post_init__(self):
         if self.accumulate < 1:

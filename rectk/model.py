@@ -66,18 +66,34 @@ class Recommender(nnx.Module):
     def item_table(self) -> jax.Array:
         return self.item_tower()
 
-    def scoring(self, table_vd: jax.Array):
+    @property
+    def encodes_items(self) -> bool:
+        """Whether the item tower computes each item's vector at a cost (a text encoder
+        fine-tuned), so that a step should compute only the items it needs (``item_rows``)."""
+        return bool(getattr(self.item_tower, "encodes_items", False))
+
+    def item_rows(self, ids_u: jax.Array) -> jax.Array:
+        """The vectors of items ``ids_u``, ``[U, D]``: the tower's ``rows(ids)`` where it has
+        one (only those items are computed), else rows of the whole table."""
+        rows = getattr(self.item_tower, "rows", None)
+        if rows is not None:
+            return rows(ids_u)
+        return jnp.take(self.item_tower(), ids_u, axis=0)
+
+    def scoring(self, table_vd: jax.Array, ids: jax.Array | None = None):
         """``(head, rows_vk)``: what losses and rankers score users against.
 
         Without an item bias, the head and ``table_vd`` themselves. With one, each row gains
         its item's bias as a last column, and the returned head scores ``head(user, row[:-1]) +
         row[-1]``. The losses and rankers only gather rows and call the head, so every one of
         them adds the bias of exactly the items it scores (targets, negatives, chunks).
+        ``ids``: ``table_vd`` holds the rows of these items only (``item_rows``).
         """
         if self.item_bias is None:
             return self.head, table_vd
         head = self.head
-        bias_v1 = self.item_bias[...].astype(table_vd.dtype)[:, None]
+        bias_v = self.item_bias[...] if ids is None else jnp.take(self.item_bias[...], ids)
+        bias_v1 = bias_v.astype(table_vd.dtype)[:, None]
 
         def biased(user_nd: jax.Array, rows_vk: jax.Array) -> jax.Array:
             return head(user_nd, rows_vk[:, :-1]) + rows_vk[None, :, -1]

@@ -34,6 +34,7 @@ from rectk.evaluate import Evaluator, item_chunk
 from rectk.loop import weights_of
 from rectk.model import run_model, trainable_filter
 from rectk.recipe import plugin_name
+from rectk.sparse_items import use_batch_items
 
 
 def prepare(cfg: RunConfig) -> tuple[Dataset, Split]:
@@ -83,7 +84,7 @@ def setup(cfg: RunConfig, data: Dataset, sp: Split, mesh: Mesh) -> Setup:
     make = functools.partial(
         run_model,
         cfg,
-        vocab_size=inter.vocab_size,
+        vocab_size=shd.table_rows(inter.vocab_size, cfg.mesh.model),
         num_users=inter.num_users + 1,
         catalogue=data.catalogue,
     )
@@ -97,13 +98,17 @@ def setup(cfg: RunConfig, data: Dataset, sp: Split, mesh: Mesh) -> Setup:
         )
     layout = state_layout(make, trainable_filter(abstract), cfg, mesh, total)
     item_counts = np.bincount(sp.train.items, minlength=inter.vocab_size)
+    loss = cfg.loss.prepare(item_counts=item_counts)
     bound = steps.Bound(
         graphdef=layout.graphdef,
-        loss=cfg.loss.prepare(item_counts=item_counts),
+        loss=loss,
         tx=layout.tx,
         compute_dtype=jnp.bfloat16 if cfg.train.dtype == "bfloat16" else jnp.float32,
         target_positions=cfg.train.stride if cfg.train.stride < cfg.model.max_len else 0,
         library_dots=abstract.library_dots,
+        item_rows=inter.vocab_size,
+        table_shards=_table_shards(cfg),
+        batch_items=inter.vocab_size if use_batch_items(cfg, abstract, loss) else 0,
     )
     return Setup(
         cfg=cfg,
@@ -121,6 +126,13 @@ def setup(cfg: RunConfig, data: Dataset, sp: Split, mesh: Mesh) -> Setup:
         chunk=item_chunk(cfg.eval.item_chunk, inter.num_items),
         trim_windows=abstract.variable_length,
     )
+
+
+def _table_shards(cfg: RunConfig) -> int:
+    """Devices the item table's rows are split over: ``mesh.model`` where ``vocab`` maps to
+    the ``model`` axis, else 1."""
+    rules = shd.mesh_rules(cfg.mesh.rules, cfg.mesh.model)
+    return cfg.mesh.model if rules.get("vocab") == "model" else 1
 
 
 def run_length(cfg: RunConfig, mesh: Mesh, rows: int) -> tuple[int, int]:

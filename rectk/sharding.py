@@ -45,6 +45,35 @@ def make_mesh(data: int = -1, model: int = 1, devices: Sequence | None = None):
     )
 
 
+def table_rows(vocab_size: int, model: int) -> int:
+    """Rows of the item table: ``vocab_size`` rounded up to a multiple of ``mesh.model``.
+
+    A sharded dimension must divide evenly, so with ``model = N`` the table gains up to
+    ``N - 1`` padding rows past the last item; they are never items (rankers skip ids past
+    the catalogue, and the train step scores them out of every loss: ``steps.train_step``).
+    The count depends on the recipe alone, so a run trained sharded loads on one device.
+
+    >>> table_rows(655, 1), table_rows(655, 4), table_rows(656, 8)
+    (655, 656, 656)
+    """
+    return -(-vocab_size // max(1, model)) * max(1, model)
+
+
+def mesh_rules(rules: Sequence[tuple[str, str]], model: int) -> dict[str, str]:
+    """The recipe's rules as a dict; with ``model > 1`` and no rule naming the ``model``
+    axis, ``vocab`` maps to ``model`` (a vocabulary-parallel item table, the axis's use).
+
+    >>> mesh_rules([("batch", "data"), ("vocab", "")], 4)["vocab"]
+    'model'
+    >>> mesh_rules([("batch", "data"), ("vocab", "")], 1)["vocab"]
+    ''
+    """
+    table = dict(rules)
+    if model > 1 and "model" not in table.values():
+        table["vocab"] = "model"
+    return table
+
+
 def to_mesh_spec(logical, rules: dict[str, str]):
     """A PartitionSpec of logical names mapped to mesh axes (unknown names replicate)."""
     from jax.sharding import PartitionSpec as P
@@ -62,12 +91,13 @@ def to_mesh_spec(logical, rules: dict[str, str]):
 
 
 def state_shardings(abstract_state, mesh, rules: Sequence[tuple[str, str]]):
-    """NamedShardings for an (abstract) nnx.State from its logical partition specs."""
+    """NamedShardings for an (abstract) nnx.State from its logical partition specs (the rules
+    as ``mesh_rules`` completes them for the mesh's ``model`` axis)."""
     import jax
     from flax import nnx
     from jax.sharding import NamedSharding, PartitionSpec
 
-    table = dict(rules)
+    table = mesh_rules(rules, mesh.shape.get("model", 1))
     specs = nnx.get_partition_spec(abstract_state)
     return jax.tree.map(
         lambda s: NamedSharding(

@@ -67,6 +67,15 @@ class Bound:
     # Forward-only steps may use XLA:CPU's library (YNNPACK) fusions; the encoder's
     # ``library_dots`` attribute says (``rectk.compiler``).
     library_dots: bool = True
+    # > 0: the item table's rows past this count are padding (``sharding.table_rows``), which
+    # the train step scores out of the loss.
+    item_rows: int = 0
+    # > 1: the item table is sharded by rows over this many devices (``mesh.model``), and
+    # evaluation scores each chunk where its rows are (``ranking.chunk_ids``).
+    table_shards: int = 1
+    # > 0: the train step computes only the item vectors the batch needs, among this many
+    # item ids (``rectk.sparse_items``; ``train.encode_items``)
+    batch_items: int = 0
 
     def model(self, params, rest):
         return nnx.merge(self.graphdef, params, rest)
@@ -81,6 +90,10 @@ def cast_floats(tree, dtype):
 
 def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):
     """One optimiser step on every (position -> next item) target of the batch."""
+    if bound.batch_items:
+        from rectk import sparse_items
+
+        return sparse_items.train_step(bound, bound.batch_items, state, batch, root_key)
     key = jax.random.fold_in(root_key, state["step"])
     dropout_key, loss_key = jax.random.split(key)
 
@@ -96,6 +109,8 @@ def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):
             target_bl = target_bl[:, -bound.target_positions :]
         target_n = target_bl.reshape(-1)
         head, rows_vk = model.scoring(table_vd)
+        if 0 < bound.item_rows < rows_vk.shape[0]:
+            head, rows_vk = _without_padding_rows(head, rows_vk, bound.item_rows)
         loss = bound.loss(
             head=head,
             user_nd=h_bld.reshape(-1, h_bld.shape[-1]),
@@ -112,6 +127,18 @@ def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):
     (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     assert bound.tx is not None, "train_step needs the optimiser bound"
     return apply_gradients(bound.tx, state, grads, loss)
+
+
+def _without_padding_rows(head, rows_vk: jax.Array, item_rows: int):
+    """``(head, rows_vk)`` where rows from ``item_rows`` on score -1e9 with any head: each row
+    gains a last column (0, or -1e9 for padding) that the returned head adds, as the item bias
+    does (``Recommender.scoring``), so every loss drops exactly the rows it scores."""
+    pad_v1 = jnp.where(jnp.arange(rows_vk.shape[0]) < item_rows, 0.0, -1e9)[:, None]
+
+    def masked(user_nd: jax.Array, r_vk: jax.Array) -> jax.Array:
+        return head(user_nd, r_vk[:, :-1]) + r_vk[None, :, -1]
+
+    return masked, jnp.concatenate([rows_vk, pad_v1.astype(rows_vk.dtype)], axis=1)
 
 
 def apply_gradients(tx: optax.GradientTransformation, state: dict, grads, loss):
@@ -146,7 +173,7 @@ def jit_train_step(bound: Bound, state_shardings, batch_sharding, replicated):
 # ---------------------------------------------------------------------------------------------
 
 
-def _model_scorer(bound: Bound, weights, batch):
+def _model_scorer(bound: Bound, weights, batch, chunk: int = 0):
     model = bound.model(weights["params"], weights["rest"])
     table_vd = model.item_table()
     user_bd = model.user_states(batch["input"], table_vd, batch["user"])
@@ -159,7 +186,26 @@ def _model_scorer(bound: Bound, weights, batch):
     def score_targets(u_bd, target_b):
         return jnp.diagonal(head(u_bd, jnp.take(rows_vk, target_b, axis=0)))
 
+    if bound.table_shards > 1 and chunk:
+        score_chunk = _sharded_chunks(head, rows_vk, bound.table_shards, chunk)
     return user_bd, score_chunk, score_targets
+
+
+def _sharded_chunks(head, rows_vk: jax.Array, shards: int, chunk: int):
+    """``score_chunk`` for the chunks ``ranking.chunk_ids`` lays out over a table sharded by
+    rows: the chunk is a slice of every shard's block (no gather across devices), so its
+    scores ``[B, C]`` stay sharded over the items."""
+    m, k, run = shards, rows_vk.shape[1], chunk // shards
+    blocks_mrk = rows_vk.reshape(m, -1, k)
+    pad = (-blocks_mrk.shape[1]) % run
+    if pad:  # the last chunk's slice stays inside every block (its ids there are 0)
+        blocks_mrk = jnp.pad(blocks_mrk, ((0, 0), (0, pad), (0, 0)))
+
+    def score_chunk(u_bd, ids_c):
+        rows_ck = jax.lax.dynamic_slice_in_dim(blocks_mrk, ids_c[0], run, axis=1)
+        return head(u_bd, rows_ck.reshape(-1, k))
+
+    return score_chunk
 
 
 def restrict(score_chunk, allowed_v):
@@ -179,17 +225,32 @@ def model_ranks(bound: Bound, num_items: int, chunk: int, weights, batch, allowe
 
     ``allowed_v`` (bool [V]) restricts the candidates (new-item evaluation).
     """
-    user_bd, score_chunk, score_targets = _model_scorer(bound, weights, batch)
+    user_bd, score_chunk, score_targets = _model_scorer(bound, weights, batch, chunk)
     score_chunk = restrict(score_chunk, allowed_v)
     t_b = score_targets(user_bd, batch["target"])
     return ranking.target_ranks(
-        user_bd, score_chunk, batch["target"], t_b, batch["seen"], num_items=num_items, chunk=chunk
+        user_bd,
+        score_chunk,
+        batch["target"],
+        t_b,
+        batch["seen"],
+        num_items=num_items,
+        chunk=chunk,
+        shards=bound.table_shards,
     )
 
 
 def model_top_k(bound: Bound, num_items: int, chunk: int, k: int, weights, batch):
-    user_bd, score_chunk, _ = _model_scorer(bound, weights, batch)
-    return ranking.top_k(user_bd, score_chunk, batch["seen"], k=k, num_items=num_items, chunk=chunk)
+    user_bd, score_chunk, _ = _model_scorer(bound, weights, batch, chunk)
+    return ranking.top_k(
+        user_bd,
+        score_chunk,
+        batch["seen"],
+        k=k,
+        num_items=num_items,
+        chunk=chunk,
+        shards=bound.table_shards,
+    )
 
 
 def baseline_ranks(num_items: int, chunk: int, scores_v, batch, allowed_v=None):

@@ -1,5 +1,5 @@
 """Dataset plugins: each config's ``load()`` returns a ``rectk.data.types.Dataset``."""
 
-from . import files, junyi, kt_files, mooccube, university
+from . import files, junyi, kt_files, mooccube, synthetic, university
 
-__all__ = ["files", "junyi", "kt_files", "mooccube", "university"]
+__all__ = ["files", "junyi", "kt_files", "mooccube", "synthetic", "university"]

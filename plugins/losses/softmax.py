@@ -134,15 +134,8 @@ class SampledSoftmax(LossPlugin):
         return _WithItemCounts(self, np.asarray(item_counts, np.float32))
 
     def __call__(self, *, head, user_nd, table_vd, target_n, weight_n, key, item_counts=None):
-        negatives_k, log_count_k = sample_negatives(
-            self.sampler,
-            key,
-            num=self.num_negatives,
-            vocab_size=table_vd.shape[0],
-            target_n=target_n,
-            weight_n=weight_n,
-            item_counts=item_counts,
-            mix=self.mix,
+        negatives_k, log_count_k = self.draw(
+            key, table_vd.shape[0], target_n, weight_n, item_counts=item_counts
         )
         return self.with_negatives(
             head=head,
@@ -152,6 +145,22 @@ class SampledSoftmax(LossPlugin):
             weight_n=weight_n,
             negatives=negatives_k,
             log_count=log_count_k,
+        )
+
+    def draw(
+        self, key, vocab_size: int, target_n, weight_n, *, item_counts=None
+    ) -> tuple[jax.Array, jax.Array]:
+        """``(negatives [K], log expected counts [K])`` over ``vocab_size`` item ids: the
+        draws of one step, before any item vector is computed."""
+        return sample_negatives(
+            self.sampler,
+            key,
+            num=self.num_negatives,
+            vocab_size=vocab_size,
+            target_n=target_n,
+            weight_n=weight_n,
+            item_counts=item_counts,
+            mix=self.mix,
         )
 
     def with_negatives(
@@ -175,6 +184,12 @@ class _WithItemCounts(LossPlugin):
 
     loss: SampledSoftmax
     item_counts: np.ndarray
+
+    def draw(self, key, vocab_size: int, target_n, weight_n) -> tuple[jax.Array, jax.Array]:
+        return self.loss.draw(key, vocab_size, target_n, weight_n, item_counts=self.item_counts)
+
+    def with_negatives(self, **kwargs) -> jax.Array:
+        return self.loss.with_negatives(**kwargs)
 
     def __call__(self, *, head, user_nd, table_vd, target_n, weight_n, key) -> jax.Array:
         return self.loss(
