@@ -69,6 +69,8 @@ class Setup:
     num_items: int
     chunk: int  # items scored at a time in evaluation
     trim_windows: bool  # evaluation may cut windows to each batch's longest history
+    # evaluation computes the item table once per evaluation, not per batch (``Ranker``)
+    cache_table: bool = False
 
     @property
     def state_shardings(self) -> dict:
@@ -125,6 +127,7 @@ def setup(cfg: RunConfig, data: Dataset, sp: Split, mesh: Mesh) -> Setup:
         num_items=inter.num_items,
         chunk=item_chunk(cfg.eval.item_chunk, inter.num_items),
         trim_windows=abstract.variable_length,
+        cache_table=abstract.encodes_items and bound.table_shards == 1,
     )
 
 
@@ -258,15 +261,53 @@ def evaluator(s: Setup, examples: EvalSet, trim: bool | None = None) -> Evaluato
     )
 
 
-def model_ranker(s: Setup, allowed_v: np.ndarray | None = None):
+class Ranker:
     """Jitted ``(weights, batch) -> ranks`` of the model's targets among all items
-    (``weights = weights_of(state)``); ``allowed_v`` (bool [V]) restricts the candidates."""
-    allowed = None if allowed_v is None else jnp.asarray(allowed_v)
-    return jit_inference(
-        functools.partial(steps.model_ranks, s.bound, s.num_items, s.chunk, allowed_v=allowed),
-        library_dots=s.bound.library_dots,
-        in_shardings=(weights_of(s.state_shardings), s.batch_sharding),
-    )
+    (``weights = weights_of(state)``), and ``bind(weights)``: ``batch -> ranks`` for one
+    evaluation. Where the item tower computes items at a cost (a fine-tuned text encoder),
+    ``bind`` computes the item table once for all the evaluation's batches instead of once
+    per batch; the ranks are the same."""
+
+    def __init__(self, s: Setup, allowed_v: np.ndarray | None = None):
+        allowed = None if allowed_v is None else jnp.asarray(allowed_v)
+        ranks = functools.partial(
+            steps.model_ranks, s.bound, s.num_items, s.chunk, allowed_v=allowed
+        )
+        weights = weights_of(s.state_shardings)
+        self._jitted = jit_inference(
+            ranks, library_dots=s.bound.library_dots, in_shardings=(weights, s.batch_sharding)
+        )
+        self._table = self._with_table = None
+        if s.cache_table:
+            self._table = jax.jit(
+                functools.partial(steps.item_table, s.bound),
+                in_shardings=(weights,),
+                out_shardings=s.replicated,
+            )
+            self._with_table = jit_inference(
+                lambda w, table_vd, batch: ranks(w, batch, table_vd=table_vd),
+                library_dots=s.bound.library_dots,
+                in_shardings=(weights, s.replicated, s.batch_sharding),
+            )
+
+    def __call__(self, weights, batch) -> jax.Array:
+        return self._jitted(weights, batch)
+
+    def bind(self, weights) -> Callable[[dict], jax.Array]:
+        if self._table is None or self._with_table is None:
+            return functools.partial(self._jitted, weights)
+        table_vd, ranks = self._table(weights), self._with_table
+        return lambda batch: ranks(weights, table_vd, batch)
+
+    def compiled_shapes(self) -> int:
+        """How many batch shapes the ranker has compiled."""
+        both = (self._jitted, self._with_table)
+        return sum(int(f._cache_size()) for f in both if f is not None)
+
+
+def model_ranker(s: Setup, allowed_v: np.ndarray | None = None) -> Ranker:
+    """The model's ``Ranker``; ``allowed_v`` (bool [V]) restricts the candidates."""
+    return Ranker(s, allowed_v)
 
 
 def baseline_scores(s: Setup, name: str, train_items: np.ndarray) -> np.ndarray:

@@ -173,9 +173,15 @@ def jit_train_step(bound: Bound, state_shardings, batch_sharding, replicated):
 # ---------------------------------------------------------------------------------------------
 
 
-def _model_scorer(bound: Bound, weights, batch, chunk: int = 0):
+def item_table(bound: Bound, weights) -> jax.Array:
+    """The model's item table ``[V, D]`` under ``weights``, for a ranker to take precomputed."""
+    return bound.model(weights["params"], weights["rest"]).item_table()
+
+
+def _model_scorer(bound: Bound, weights, batch, chunk: int = 0, table_vd=None):
     model = bound.model(weights["params"], weights["rest"])
-    table_vd = model.item_table()
+    if table_vd is None:
+        table_vd = model.item_table()
     user_bd = model.user_states(batch["input"], table_vd, batch["user"])
     head, rows_vk = model.scoring(table_vd)
     v = rows_vk.shape[0]
@@ -220,12 +226,15 @@ def restrict(score_chunk, allowed_v):
     return restricted
 
 
-def model_ranks(bound: Bound, num_items: int, chunk: int, weights, batch, allowed_v=None):
+def model_ranks(
+    bound: Bound, num_items: int, chunk: int, weights, batch, allowed_v=None, table_vd=None
+):
     """Ranks of the batch's targets; ``weights`` = ``{"params", "rest"}`` of the train state.
 
-    ``allowed_v`` (bool [V]) restricts the candidates (new-item evaluation).
+    ``allowed_v`` (bool [V]) restricts the candidates (new-item evaluation); ``table_vd``: the
+    item table computed beforehand (``item_table``), else computed here.
     """
-    user_bd, score_chunk, score_targets = _model_scorer(bound, weights, batch, chunk)
+    user_bd, score_chunk, score_targets = _model_scorer(bound, weights, batch, chunk, table_vd)
     score_chunk = restrict(score_chunk, allowed_v)
     t_b = score_targets(user_bd, batch["target"])
     return ranking.target_ranks(

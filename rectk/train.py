@@ -7,7 +7,6 @@ training of the same run is refused.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -121,7 +120,7 @@ def _train_and_evaluate(recipe: Recipe, *, progress: bool, echo, step_factory: S
         step_fn=step_fn,
         batches=train_batches(s, sp),
         put=batch_putter(s.batch_sharding, tc.batch_size),
-        validate=lambda weights: valid.metrics(functools.partial(ranks, weights)),
+        validate=lambda weights: valid.metrics(ranks.bind(weights)),
         schedule=s.schedule,
         total_steps=s.total_steps,
         steps_per_epoch=s.steps_per_epoch,
@@ -130,12 +129,12 @@ def _train_and_evaluate(recipe: Recipe, *, progress: bool, echo, step_factory: S
     def test(weights: dict) -> tuple[dict[str, float], tuple]:
         """The model, the baselines and new items on held-out targets."""
         ev = evaluator(s, sp.test)
-        compiled = _compiled_shapes(ranks)
+        compiled = ranks.compiled_shapes()
         t_test = time.perf_counter()
-        scores = {"model": ev.metrics(functools.partial(ranks, weights))}
+        scores = {"model": ev.metrics(ranks.bind(weights))}
         eval_s = time.perf_counter() - t_test
         # batch shapes validation had not compiled (a benchmark subtracts their compile time)
-        compilations = _compiled_shapes(ranks) - compiled
+        compilations = ranks.compiled_shapes() - compiled
         for name in cfg.eval.baselines:
             base = baseline_scores(s, name, sp.train.items)
             scores[name] = ev.metrics(baseline_ranker(s, base))
@@ -144,9 +143,7 @@ def _train_and_evaluate(recipe: Recipe, *, progress: bool, echo, step_factory: S
             allowed = np.zeros(inter.num_items + 1, bool)
             allowed[sp.cold_items] = True
             cold = evaluator(s, sp.cold)
-            new_items = {
-                "model": cold.metrics(functools.partial(model_ranker(s, allowed), weights))
-            }
+            new_items = {"model": cold.metrics(model_ranker(s, allowed).bind(weights))}
             for name in sorted({*cfg.eval.baselines, "random"}):
                 base = baseline_scores(s, name, sp.train.items)
                 new_items[name] = cold.metrics(baseline_ranker(s, base, allowed))
@@ -206,11 +203,6 @@ def _train_and_evaluate(recipe: Recipe, *, progress: bool, echo, step_factory: S
     if primary:
         rd.write_json("results.json", summary)
     return summary
-
-
-def _compiled_shapes(jitted) -> int:
-    """How many input shapes ``jitted`` has compiled."""
-    return int(jitted._cache_size())
 
 
 def _quiet(*_args, **_kwargs) -> None:

