@@ -173,13 +173,9 @@ def distill_step(
         u_nd = h_bld.reshape(-1, h_bld.shape[-1])
         rows = (u_nd, t_u_nd, target_n, weight_n, soft_bl.reshape(-1))
         per_chunk = jax.lax.map(chunk_sum, tuple(chunks(x) for x in rows))
-        loss = jnp.sum(per_chunk) / jnp.maximum(jnp.sum(weight_n), 1.0)
-        scale = jnp.max(batch["loss_scale"]) if "loss_scale" in batch else 1.0
-        return loss * scale, loss
+        return jnp.sum(per_chunk) / jnp.maximum(jnp.sum(weight_n), 1.0)
 
-    (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    assert bound.tx is not None, "distill_step needs the optimiser bound"
-    return steps.apply_gradients(bound.tx, state, grads, loss)
+    return steps.update(bound.tx, state, batch, loss_fn)
 
 
 # ---------------------------------------------------------------------------------------------

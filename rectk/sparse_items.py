@@ -86,7 +86,7 @@ def train_step(bound: steps.Bound, vocab_size: int, state: dict, batch: dict, ro
         if bound.target_positions:
             h_bld = h_bld[:, -bound.target_positions :]
         head, rows_uk = model.scoring(rows_ud, ids=jnp.minimum(ids_u, vocab_size - 1))
-        loss = bound.loss.with_negatives(
+        return bound.loss.with_negatives(
             head=head,
             user_nd=h_bld.reshape(-1, h_bld.shape[-1]),
             table_vd=rows_uk,
@@ -95,9 +95,5 @@ def train_step(bound: steps.Bound, vocab_size: int, state: dict, batch: dict, ro
             negatives=local(negatives_k),
             log_count=log_count_k,
         ).astype(jnp.float32)
-        scale = jnp.max(batch["loss_scale"]) if "loss_scale" in batch else 1.0
-        return loss * scale, loss
 
-    (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    assert bound.tx is not None, "train_step needs the optimiser bound"
-    return steps.apply_gradients(bound.tx, state, grads, loss)
+    return steps.update(bound.tx, state, batch, loss_fn)

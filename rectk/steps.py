@@ -111,7 +111,7 @@ def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):
         head, rows_vk = model.scoring(table_vd)
         if 0 < bound.item_rows < rows_vk.shape[0]:
             head, rows_vk = _without_padding_rows(head, rows_vk, bound.item_rows)
-        loss = bound.loss(
+        return bound.loss(
             head=head,
             user_nd=h_bld.reshape(-1, h_bld.shape[-1]),
             table_vd=rows_vk,
@@ -119,14 +119,8 @@ def train_step(bound: Bound, state: dict, batch: dict, root_key: jax.Array):
             weight_n=(target_n > 0).astype(jnp.float32),
             key=loss_key,
         ).astype(jnp.float32)
-        # Length-grouped batches weigh their targets as uniformly shuffled ones would
-        # (``LengthGroupedBatches``); the loss reported stays the batch's mean.
-        scale = jnp.max(batch["loss_scale"]) if "loss_scale" in batch else 1.0
-        return loss * scale, loss
 
-    (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    assert bound.tx is not None, "train_step needs the optimiser bound"
-    return apply_gradients(bound.tx, state, grads, loss)
+    return update(bound.tx, state, batch, loss_fn)
 
 
 def _without_padding_rows(head, rows_vk: jax.Array, item_rows: int):
@@ -139,6 +133,22 @@ def _without_padding_rows(head, rows_vk: jax.Array, item_rows: int):
         return head(user_nd, r_vk[:, :-1]) + r_vk[None, :, -1]
 
     return masked, jnp.concatenate([rows_vk, pad_v1.astype(rows_vk.dtype)], axis=1)
+
+
+def update(tx: optax.GradientTransformation | None, state: dict, batch: dict, mean_loss):
+    """One optimiser update from ``mean_loss(params)``, the batch's mean loss: its gradients
+    weighted by the batch's ``loss_scale`` where it has one (length-grouped batches weigh
+    their targets as uniformly shuffled ones would; ``LengthGroupedBatches``), the loss
+    reported unweighted. ``(state, {"loss", "grad_norm"})``, as ``apply_gradients``."""
+    assert tx is not None, "a train step needs the optimiser bound"
+    scale = jnp.max(batch["loss_scale"]) if "loss_scale" in batch else 1.0
+
+    def scaled(params):
+        loss = mean_loss(params)
+        return loss * scale, loss
+
+    (_, loss), grads = jax.value_and_grad(scaled, has_aux=True)(state["params"])
+    return apply_gradients(tx, state, grads, loss)
 
 
 def apply_gradients(tx: optax.GradientTransformation, state: dict, grads, loss):

@@ -111,14 +111,9 @@ def train_step(s: KTSetup, state: dict, batch: dict, root_key: jax.Array):
         logit_bl = _logits(model, batch, nnx.Rngs(dropout=key))
         bce = optax.sigmoid_binary_cross_entropy(logit_bl, batch["response"].astype(jnp.float32))
         w = batch["weight"]
-        loss = jnp.sum(bce * w) / jnp.maximum(jnp.sum(w), 1.0)
-        # Length-grouped batches weigh their answers as uniformly shuffled ones would; the
-        # loss reported stays the batch's mean.
-        scale = jnp.max(batch["loss_scale"]) if "loss_scale" in batch else 1.0
-        return loss * scale, loss
+        return jnp.sum(bce * w) / jnp.maximum(jnp.sum(w), 1.0)
 
-    (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    return steps.apply_gradients(s.layout.tx, state, grads, loss)
+    return steps.update(s.layout.tx, state, batch, loss_fn)
 
 
 def probabilities(graphdef, weights: dict, batch: dict) -> jax.Array:
