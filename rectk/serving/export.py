@@ -12,7 +12,8 @@ The folder::
     predict.jaxexport    the serialised function: (weights, input [b, L], seen [b, h])
                          -> (scores [b, k_max], item ids [b, k_max]); h is fixed (the
                          longest history served) where a reranker chain is built in
-    weights.safetensors  the function's array arguments, in manifest["arguments"] order
+    weights.safetensors  the function's array arguments, in manifest["arguments"] order; for a
+                         fine-tuned text tower also the item table, encoded once at export
     catalogue.json       item ids (model id i = item_ids[i - 1]) and titles
     learners.npz         known learners' ids and histories (CSR), for requests by learner id
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import shutil
@@ -81,17 +83,20 @@ def predict_fn(scorer: Scorer, k: int):
 
     def fn(arguments, input_bl, seen_bh):
         weights = jax.tree.unflatten(treedef, arguments["weights"])
+        table_vd = arguments.get("table")
         batch = {"user": jnp.zeros(input_bl.shape[:1], jnp.int32), "input": input_bl}
         batch["seen"] = seen_bh
-        if not scorer.stages:
-            return steps.model_top_k(scorer.bound, num, scorer.item_chunk, k, weights, batch)
-        scores, ids = steps.model_top_k(
-            scorer.bound, num, scorer.item_chunk, scorer.candidates, weights, batch
+        top_k = functools.partial(
+            steps.model_top_k, scorer.bound, num, scorer.item_chunk, weights=weights, batch=batch
         )
-        model = scorer.bound.model(weights["params"], weights["rest"])
+        if not scorer.stages:
+            return top_k(k, table_vd=table_vd)
+        scores, ids = top_k(scorer.candidates, table_vd=table_vd)
+        if table_vd is None:
+            table_vd = scorer.bound.model(weights["params"], weights["rest"]).item_table()
         from rectk.contracts import RerankContext
 
-        ctx = RerankContext(history_bh=seen_bh, item_emb_vd=model.item_table(), **arguments["side"])
+        ctx = RerankContext(history_bh=seen_bh, item_emb_vd=table_vd, **arguments["side"])
         # the whole batch at once: chunking needs a batch size known when traced
         ids, scores = make_chain(scorer.stages, k, rows_per_chunk=0)(ids, scores, ctx)
         return scores, ids
@@ -111,6 +116,10 @@ def export_scorer(
     """``(the exported function, its arguments)``: ``jax.export`` of ``predict_fn`` with the
     batch size symbolic, and the seen length too unless ``seen_len`` fixes it."""
     arguments = {"weights": jax.tree.leaves(scorer.weights), "side": dict(scorer.side)}
+    model = scorer.bound.model(scorer.weights["params"], scorer.weights["rest"])
+    if model.encodes_items:  # a fine-tuned text encoder: its item table, computed once here
+        table = jax.jit(functools.partial(steps.item_table, scorer.bound))(scorer.weights)
+        arguments["table"] = np.asarray(table)
     b, h = jax.export.symbolic_shape("b, h")
     if seen_len is not None:
         h = seen_len
@@ -138,8 +147,9 @@ def _flat(scorer: Scorer, arguments) -> tuple[list[str], list[np.ndarray]]:
         for p, _ in jax.tree.flatten_with_path(scorer.weights)[0]
     ]
     side_names = [f"side.{name}" for name in sorted(arguments["side"])]
+    table_names = ["table"] if "table" in arguments else []
     leaves = jax.tree.leaves(arguments)
-    return [*side_names, *weight_names], [np.asarray(x) for x in leaves]
+    return [*side_names, *table_names, *weight_names], [np.asarray(x) for x in leaves]
 
 
 def export_run(
