@@ -131,7 +131,9 @@ def load_run(path: str | Path) -> Loaded:
         library_dots=bound.library_dots,
         static_argnums=0,
     )
-    table = jax.jit(lambda w: bound.model(w["params"], w["rest"]).item_table())(weights)
+    table = jax.jit(functools.partial(steps.item_table, bound))(weights)
+    if abstract.encodes_items:  # a fine-tuned text encoder: rank against its table, encoded once
+        top_k = functools.partial(top_k, table_vd=table)
     return Loaded(
         item_table_vd=table,
         bound=bound,
