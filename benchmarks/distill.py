@@ -25,20 +25,16 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from rectk.data.pipeline import left_pad
-from rectk.predict import Loaded, load_run
+from rectk.predict import Loaded, _seen_len, load_run
+from rectk.predict import _batch as _rows_batch
 
 
 def _batch(run: Loaded, size: int) -> dict:
-    """The histories of learners 1..size (cycling through the run's learners)."""
+    """The histories of learners 1..size (cycling through the run's learners), as
+    ``recommend_many`` batches them."""
     users = np.arange(size) % len(run.vocab["user_ids"]) + 1
     rows = [run.history.row(int(u)) for u in users]
-    seen_len = -(-max(len(r) for r in rows) // 64) * 64
-    return {
-        "user": users.astype(np.int32),
-        "input": np.stack([left_pad(r, run.cfg.model.max_len) for r in rows]),
-        "seen": np.stack([left_pad(r, seen_len) for r in rows]),
-    }
+    return {**_rows_batch(run, rows, _seen_len(rows)), "user": users.astype(np.int32)}
 
 
 def _call(run: Loaded, k: int, batch: dict) -> float:

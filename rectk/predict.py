@@ -24,7 +24,7 @@ from rectk import steps
 from rectk.checkpoint import Checkpoints
 from rectk.compiler import jit_inference
 from rectk.config import RunConfig
-from rectk.data.pipeline import left_pad
+from rectk.data.pipeline import left_pad, padded_length
 from rectk.data.split import Sequences
 from rectk.errors import DataError, RectkError
 from rectk.evaluate import item_chunk
@@ -370,7 +370,7 @@ def _check_k(run: Loaded, k: int) -> None:
 
 def _seen_len(seqs: Sequence[np.ndarray]) -> int:
     """The seen-item width of a batch: its longest history rounded up to 64 (few shapes)."""
-    return -(-max(len(s) for s in seqs) // 64) * 64
+    return padded_length(max(len(s) for s in seqs))
 
 
 def _batch(run: Loaded, seqs: Sequence[np.ndarray], seen_len: int) -> dict[str, np.ndarray]:

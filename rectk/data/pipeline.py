@@ -351,5 +351,10 @@ def pow2_at_least(n, low: int):
 
 def seen_length(examples: EvalSet, multiple: int = 64) -> int:
     """History length covering every example, rounded up (one compiled shape)."""
-    longest = int(examples.hist.lengths.max(initial=1))
+    return padded_length(int(examples.hist.lengths.max(initial=1)), multiple)
+
+
+def padded_length(longest: int, multiple: int = 64) -> int:
+    """A seen-item width covering ``longest`` items: a multiple of ``multiple``, at least
+    one, so that few shapes compile."""
     return max(multiple, -(-longest // multiple) * multiple)

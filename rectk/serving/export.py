@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rectk import steps
+from rectk.data.pipeline import padded_length
 from rectk.errors import RectkError
 from rectk.evaluate import item_chunk
 from rectk.rerank.chain import chain as make_chain
@@ -211,7 +212,7 @@ def export_run(
     seen_len = None
     if stages:  # rerankers search the histories: a shape fixed when traced
         longest = int(np.diff(learners["ptr"]).max(initial=0))
-        seen_len = -(-max(256, longest) // SEEN_MULTIPLE) * SEEN_MULTIPLE
+        seen_len = padded_length(max(256, longest), SEEN_MULTIPLE)
     source = {
         "run": str(Path(run_dir).resolve()),
         "step": run.step,
