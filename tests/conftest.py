@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,26 @@ def tiny_overrides(tmp_path):
 def set_args(overrides: list[str]) -> list[str]:
     """``--set`` arguments of the command line, one per override."""
     return [arg for o in overrides for arg in ("--set", o)]
+
+
+def train_command(overrides: list[str], *, cpu_devices: int = 0) -> list[str]:
+    """``rectk train`` of the quickstart recipe with ``overrides``, as a user would run it."""
+    return [
+        sys.executable,
+        "-m",
+        "rectk.cli",
+        "--cpu-devices",
+        str(cpu_devices),
+        "train",
+        str(RECIPES / "quickstart.toml"),
+        *set_args(overrides),
+    ]
+
+
+def train_losses(run_dir: Path) -> list[float]:
+    """The training losses a run logged, step by step (``metrics.jsonl``)."""
+    log = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["train/loss"] for r in log if "train/loss" in r]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,6 @@ process with two devices trains, and one process restores their checkpoints."""
 import json
 import socket
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +12,15 @@ from rectk import recipe as recipe_lib
 from rectk.data.pipeline import train_dataset
 from rectk.data.split import Sequences
 from rectk.train import train_and_evaluate
-from tests.conftest import RECIPES, ROOT, TINY_RUN, assert_same_weights, set_args, weights_at
+from tests.conftest import (
+    RECIPES,
+    ROOT,
+    TINY_RUN,
+    assert_same_weights,
+    train_command,
+    train_losses,
+    weights_at,
+)
 
 
 def test_the_processes_batches_side_by_side_are_the_one_process_batches():
@@ -56,27 +63,12 @@ def _free_port() -> int:
 def _train(overrides, *, cpu_devices=0, distributed=()) -> subprocess.Popen:
     """``rectk train`` of the quickstart recipe in another process."""
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rectk.cli",
-            "--cpu-devices",
-            str(cpu_devices),
-            "train",
-            str(RECIPES / "quickstart.toml"),
-            *set_args(overrides),
-            *distributed,
-        ],
+        [*train_command(overrides, cpu_devices=cpu_devices), *distributed],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def _losses(run):
-    log = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
-    return [r["train/loss"] for r in log if "train/loss" in r]
 
 
 @pytest.mark.slow
@@ -107,8 +99,8 @@ def test_two_processes_train_as_one_process_with_two_devices(tmp_path):
     assert [ln for ln in outs[1][0].splitlines() if not ln.startswith("[Gloo]")] == []
 
     run2, run1 = two / "quickstart", one / "quickstart"
-    assert len(_losses(run2)) == 12
-    np.testing.assert_allclose(_losses(run2), _losses(run1), rtol=1e-5)
+    assert len(train_losses(run2)) == 12
+    np.testing.assert_allclose(train_losses(run2), train_losses(run1), rtol=1e-5)
     res2 = json.loads((run2 / "results.json").read_text())
     res1 = json.loads((run1 / "results.json").read_text())
     assert res2["best_step"] == res1["best_step"]

@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -12,28 +11,17 @@ import pytest
 
 from rectk import recipe as recipe_lib
 from rectk.train import train_and_evaluate
-from tests.conftest import RECIPES, ROOT, TINY, assert_same_weights, set_args, weights_at
+from tests.conftest import (
+    RECIPES,
+    ROOT,
+    TINY,
+    assert_same_weights,
+    train_command,
+    train_losses,
+    weights_at,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def command(overrides, *, cpu_devices=0):
-    """``rectk train`` of the quickstart recipe with ``overrides``, as a user would run it."""
-    return [
-        sys.executable,
-        "-m",
-        "rectk.cli",
-        "--cpu-devices",
-        str(cpu_devices),
-        "train",
-        str(RECIPES / "quickstart.toml"),
-        *set_args(overrides),
-    ]
-
-
-def losses(run_dir):
-    log = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [r["train/loss"] for r in log if "train/loss" in r]
 
 
 def test_eight_devices_train_the_run_one_device_trains(tiny_run, tmp_path):
@@ -41,7 +29,7 @@ def test_eight_devices_train_the_run_one_device_trains(tiny_run, tmp_path):
     one device, within float tolerance (the batch's reductions are split 8 ways)."""
     overrides = [o for o in tiny_run.overrides if not o.startswith("run_dir=")]
     proc = subprocess.run(
-        command([*overrides, f"run_dir={tmp_path}"], cpu_devices=8),
+        train_command([*overrides, f"run_dir={tmp_path}"], cpu_devices=8),
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -50,7 +38,7 @@ def test_eight_devices_train_the_run_one_device_trains(tiny_run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "on 8 data-parallel device(s)" in proc.stdout
     run = tmp_path / "quickstart"
-    one, eight = losses(tiny_run.path), losses(run)
+    one, eight = train_losses(tiny_run.path), train_losses(run)
     assert len(one) == len(eight) == 12
     np.testing.assert_allclose(eight, one, rtol=2e-4)
     results = json.loads((run / "results.json").read_text())
@@ -73,7 +61,7 @@ def test_a_run_killed_by_sigkill_resumes_to_the_uninterrupted_end(tmp_path):
     ]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        command([*overrides, f"run_dir={killed}"]),
+        train_command([*overrides, f"run_dir={killed}"]),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -95,7 +83,7 @@ def test_a_run_killed_by_sigkill_resumes_to_the_uninterrupted_end(tmp_path):
         return train_and_evaluate(recipe, progress=False, echo=lambda *_: None)
 
     resumed, clean = run(killed), run(tmp_path / "clean")
-    assert losses(killed / "quickstart") == losses(tmp_path / "clean" / "quickstart")
+    assert train_losses(killed / "quickstart") == train_losses(tmp_path / "clean" / "quickstart")
     for key in ("best_step", "stopped", "valid", "test"):
         assert resumed[key] == clean[key], key
     assert_same_weights(
