@@ -78,3 +78,36 @@ def test_monotonic_attention_matches_pykt_formula():
     gamma = float(np.asarray(attn.gammas[...])[0, 0])
     want = _pykt_monotonic(q, q, v, allowed, gamma) @ wo + bo
     np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_dkt_equals_a_textbook_lstm_in_numpy():
+    """DKT looks its input gates up from a table over the interaction ids and reads only the
+    next concept's logit; both must give what embedding -> LSTM -> linear -> pick computes."""
+    from rectk_plugins.knowledge_tracing.models import DKT
+
+    num_concepts, dim, b, length = 7, 5, 3, 6
+    ctx = KTBuildContext(
+        dim=dim, num_questions=1, num_concepts=num_concepts, max_len=8, rngs=nnx.Rngs(0)
+    )
+    model = DKT(dropout=0.0).build(ctx)
+    rng = np.random.default_rng(1)
+    concept = rng.integers(1, num_concepts, (b, length))
+    response = rng.integers(0, 2, (b, length))
+    got = np.asarray(model(None, jnp.asarray(concept), jnp.asarray(response), None))
+
+    sig = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
+    emb = np.asarray(model.emb.embedding[...])
+    w_in, b_in = np.asarray(model.gates_in.kernel[...]), np.asarray(model.gates_in.bias[...])
+    w_h = np.asarray(model.gates_h.kernel[...])
+    w_out, b_out = np.asarray(model.out.kernel[...]), np.asarray(model.out.bias[...])
+    want = np.zeros((b, length))
+    for r in range(b):
+        h, c = np.zeros(dim), np.zeros(dim)
+        for t in range(length):
+            # the logit of answer t from the state after answers < t
+            want[r, t] = (h @ w_out + b_out)[concept[r, t]] if t else b_out[concept[r, t]]
+            a = emb[concept[r, t] + num_concepts * response[r, t]] @ w_in + b_in + h @ w_h
+            i, f, g, o = np.split(a, 4)
+            c = sig(f) * c + sig(i) * np.tanh(g)
+            h = sig(o) * np.tanh(c)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

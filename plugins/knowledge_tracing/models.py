@@ -46,9 +46,9 @@ def _shift_right(x_bl: jax.Array) -> jax.Array:
 
 
 class DKTModule(nnx.Module):
-    """An LSTM over interaction embeddings. The input half of every gate is one matrix product
-    over all positions, outside the recurrence; the scan carries only ``h @ W_h``, half of an
-    LSTM cell's work, where the sequential part of the time goes."""
+    """An LSTM over interaction embeddings. The input half of every gate is looked up from a
+    table over the 2C interaction ids, outside the recurrence; the scan carries only
+    ``h @ W_h``, where the sequential part of the time goes."""
 
     def __init__(self, cfg: DKT, ctx: KTBuildContext):
         rngs, d = ctx.rngs, ctx.dim
@@ -60,10 +60,14 @@ class DKTModule(nnx.Module):
 
     def __call__(self, question_bl, concept_bl, response_bl, mask_bl, *, rngs=None):
         del question_bl
-        x_bld = self.emb(_interactions(concept_bl, response_bl, self.num_concepts))
-        gx_lbg = self.gates_in(x_bld).swapaxes(0, 1)  # [L, B, 4D]
+        # the input gates of every interaction id: ``gates_in(emb(id))`` is row ``id`` of
+        # ``gates_in(emb.embedding)``, so a [2C, 4D] table replaces a [B*L, D] x [D, 4D] product
+        # (and its two gradient products), half of the step's arithmetic at C=100, D=200
+        gates_ig = self.gates_in(self.emb.embedding[...])
+        ids_bl = _interactions(concept_bl, response_bl, self.num_concepts)
+        gx_lbg = jnp.take(gates_ig, ids_bl.T, axis=0)  # [L, B, 4D]
         w_h = self.gates_h.kernel[...]
-        b, d = x_bld.shape[0], x_bld.shape[-1]
+        b, d = concept_bl.shape[0], w_h.shape[0]
 
         def step(carry, gx_bg):
             c_bd, h_bd = carry
