@@ -111,3 +111,14 @@ def test_dkt_equals_a_textbook_lstm_in_numpy():
             c = sig(f) * c + sig(i) * np.tanh(g)
             h = sig(o) * np.tanh(c)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_simplekt_positions_are_pykts_sinusoid():
+    from rectk_plugins.knowledge_tracing.models import _sinusoid
+
+    length, dim = 7, 6
+    pos = np.arange(length)[:, None]
+    div = np.exp(np.arange(0, dim, 2) * -(math.log(10000.0) / dim))
+    want = np.zeros((length, dim))
+    want[:, 0::2], want[:, 1::2] = np.sin(pos * div), np.cos(pos * div)
+    np.testing.assert_allclose(np.asarray(_sinusoid(length, dim)), want, atol=1e-6)

@@ -78,8 +78,9 @@ class KTAttention(nnx.Module):
 
 
 class KTTransformerLayer(nnx.Module):
-    """pyKT's ``TransformerLayer``: attention, residual, layer norm, then (``apply_pos``) a
-    ReLU feed-forward block, residual, layer norm."""
+    """pyKT's ``TransformerLayer``: attention (its weights dropped out at ``rate``, as pyKT's
+    AKT, simpleKT and SAKT do), residual, layer norm, then (``apply_pos``) a ReLU feed-forward
+    block, residual, layer norm."""
 
     def __init__(
         self,
@@ -109,7 +110,9 @@ class KTTransformerLayer(nnx.Module):
         rngs: nnx.Rngs | None,
     ) -> jax.Array:
         x = query_bld + dropout(
-            self.attn(query_bld, key_bld, value_bld, allowed_bll, rngs=rngs), rate, rngs
+            self.attn(query_bld, key_bld, value_bld, allowed_bll, attn_dropout=rate, rngs=rngs),
+            rate,
+            rngs,
         )
         x = self.norm1(x)
         if apply_pos:

@@ -10,6 +10,7 @@ position 1 on; the unshifted form is equivalent and keeps one convention for eve
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -234,10 +235,20 @@ class AKTModule(nnx.Module):
             for ask, retrieve in zip(self.question_layers, self.retriever_layers, strict=True):
                 h = ask(h, h, h, upto, apply_pos=False, rate=rate, rngs=rngs)
                 h = retrieve(h, h, y, before, apply_pos=True, rate=rate, rngs=rngs)
-        else:
+        else:  # simpleKT: fixed sinusoidal positions on both streams (its only sense of order)
+            pos_ld = _sinusoid(length, x.shape[-1]).astype(x.dtype)[None]
+            h, y = h + pos_ld, y + pos_ld
             for retrieve in self.retriever_layers:
                 h = retrieve(h, h, y, before, apply_pos=True, rate=rate, rngs=rngs)
         return self.output(h, x, rate, rngs)
+
+
+def _sinusoid(length: int, dim: int) -> jax.Array:
+    """``[L, D]`` sine (even columns) and cosine (odd) positions, as pyKT's simpleKT (its
+    ``CosinePositionalEmbedding``, not trained)."""
+    pos = jnp.arange(length, dtype=jnp.float32)[:, None]
+    angle = pos * jnp.exp(jnp.arange(0, dim, 2, dtype=jnp.float32) * -(math.log(10000.0) / dim))
+    return jnp.stack([jnp.sin(angle), jnp.cos(angle)], -1).reshape(length, -1)[:, :dim]
 
 
 def _check_transformer(cfg) -> None:
@@ -273,7 +284,8 @@ class AKT(KnowledgeTracerPlugin):
 class SimpleKT(KnowledgeTracerPlugin):
     """simpleKT (Liu, Liu, Chen, Huang & Luo, ICLR 2023): AKT's Rasch-model embeddings and a
     plain causal transformer whose query at ``t`` attends to the questions before ``t`` with
-    the answers as values (ordinary dot-product attention)."""
+    the answers as values (ordinary dot-product attention), both streams carrying fixed
+    sinusoidal positions."""
 
     layers: int = 2
     heads: int = 4
