@@ -49,7 +49,8 @@ class Checkpoints:
     the way before it is deleted, for the same reason: a run killed mid-delete leaves no step
     folder missing files. Opening the folder clears that debris, and moves aside any step
     folder left incomplete by an older rectk (saying so on stderr). Kept: the latest ``keep`` and
-    the one with the highest ``metric`` (the trainer passes its validation monitor). The metric
+    the one with the highest ``metric`` (the trainer passes its validation monitor at the
+    validations that are its own bests, ``train.min_delta`` included). The metric
     is stored inside each checkpoint's ``meta`` item, and retention is decided here, not by
     Orbax's ``BestN`` policy: Orbax 0.12 forgets the metrics of checkpoints written by an
     earlier process, and a resumed run then deleted its best checkpoint.

@@ -206,9 +206,10 @@ def fit(
             if epoch_end:
                 loop = dataclasses.replace(loop, epoch_seconds=(*loop.epoch_seconds, epoch_s))
                 epoch_s = 0.0
-            metric = None
-            if validating:
+            best = None  # the checkpoints keep the best by this: only the loop's own bests
+            if validating:  # carry it, so min_delta's best is never pruned for a near miss
                 loop, metric = validate(state, loop, step)
+                best = metric if loop.best_step == step else None
                 bar.set_postfix(loss=f"{loss:.4f}", **{monitor: f"{metric:.4f}"})
                 if tc.patience and loop.bad_evals >= tc.patience:
                     loop = dataclasses.replace(loop, stopped="early_stopping")
@@ -216,7 +217,7 @@ def fit(
                     loop = dataclasses.replace(loop, stopped="steps")
             if saving:
                 loop = dataclasses.replace(loop, step=step)
-                ckpt.save(step, state, loop.to_meta(data_iter), metric=metric)
+                ckpt.save(step, state, loop.to_meta(data_iter), metric=best)
             if loop.stopped:
                 break
         bar.close()
