@@ -206,8 +206,10 @@ def fit(
             if epoch_end:
                 loop = dataclasses.replace(loop, epoch_seconds=(*loop.epoch_seconds, epoch_s))
                 epoch_s = 0.0
-            best = None  # the checkpoints keep the best by this: only the loop's own bests
-            if validating:  # carry it, so min_delta's best is never pruned for a near miss
+            # the checkpoints keep the highest metric they are given: give it at the loop's own
+            # bests only, so a near miss within min_delta never prunes the step tested
+            best = None
+            if validating:
                 loop, metric = validate(state, loop, step)
                 best = metric if loop.best_step == step else None
                 bar.set_postfix(loss=f"{loss:.4f}", **{monitor: f"{metric:.4f}"})

@@ -81,8 +81,8 @@ def test_monotonic_attention_matches_pykt_formula():
 
 
 def test_dkt_equals_a_textbook_lstm_in_numpy():
-    """DKT looks its input gates up from a table over the interaction ids and reads only the
-    next concept's logit; both must give what embedding -> LSTM -> linear -> pick computes."""
+    """DKT looks its input gates up from a table over the interaction ids; it must give what
+    embedding -> LSTM -> linear -> the next concept's logit computes."""
     from rectk_plugins.knowledge_tracing.models import DKT
 
     num_concepts, dim, b, length = 7, 5, 3, 6

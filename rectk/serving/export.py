@@ -94,7 +94,7 @@ def predict_fn(scorer: Scorer, k: int):
             return top_k(k, table_vd=table_vd)
         scores, ids = top_k(scorer.candidates, table_vd=table_vd)
         if table_vd is None:
-            table_vd = scorer.bound.model(weights["params"], weights["rest"]).item_table()
+            table_vd = steps.item_table(scorer.bound, weights)
         from rectk.contracts import RerankContext
 
         ctx = RerankContext(history_bh=seen_bh, item_emb_vd=table_vd, **arguments["side"])
