@@ -122,3 +122,21 @@ def test_simplekt_positions_are_pykts_sinusoid():
     want = np.zeros((length, dim))
     want[:, 0::2], want[:, 1::2] = np.sin(pos * div), np.cos(pos * div)
     np.testing.assert_allclose(np.asarray(_sinusoid(length, dim)), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["akt", "simplekt"])
+def test_rasch_embeddings_with_questions(name):
+    """With question ids the tracer passes the conformance check, and its embeddings start
+    N(0, 1) as pyKT's (PyTorch's default): at Flax's default (std 1/sqrt(D)) the first
+    attention scores are D times smaller and simpleKT's fixed positions, entries of size ~1,
+    drown the concepts."""
+    from rectk import registry
+
+    config = registry.knowledge_tracers.get(name)(use_questions=True, heads=4)
+    check_knowledge_tracer(config)
+    ctx = KTBuildContext(dim=256, num_questions=50, num_concepts=100, max_len=8, rngs=nnx.Rngs(0))
+    model = config.build(ctx)
+    for table in ("concept", "answer", "concept_var", "answer_var"):
+        std = float(np.asarray(getattr(model.embed, table).embedding[...]).std())
+        assert 0.9 < std < 1.1, f"{table}: std {std:.3f}, want about 1"
+    assert not np.asarray(model.embed.difficulty.embedding[...]).any()  # Rasch mu starts at 0

@@ -162,15 +162,20 @@ class RaschEmbedding(nnx.Module):
 
     def __init__(self, ctx: KTBuildContext, *, use_questions: bool):
         rngs, d = ctx.rngs, ctx.dim
-        self.concept = nnx.Embed(ctx.num_concepts, d, rngs=rngs)
-        self.answer = nnx.Embed(2, d, rngs=rngs)
-        self.difficulty = None
+        # N(0, 1), as pyKT's ``nn.Embedding``; Flax's default (std 1 / sqrt(D)) makes the
+        # initial attention scores D times smaller, near-uniform and slow to learn, and lets
+        # simpleKT's fixed positions (entries of size ~1) drown the concept vectors.
+        init = nnx.initializers.normal(stddev=1.0)
+        self.concept = nnx.Embed(ctx.num_concepts, d, embedding_init=init, rngs=rngs)
+        self.answer = nnx.Embed(2, d, embedding_init=init, rngs=rngs)
         if use_questions:
-            self.concept_var = nnx.Embed(ctx.num_concepts, d, rngs=rngs)
-            self.answer_var = nnx.Embed(2, d, rngs=rngs)
+            self.concept_var = nnx.Embed(ctx.num_concepts, d, embedding_init=init, rngs=rngs)
+            self.answer_var = nnx.Embed(2, d, embedding_init=init, rngs=rngs)
             self.difficulty = nnx.Embed(
                 ctx.num_questions, 1, embedding_init=nnx.initializers.zeros_init(), rngs=rngs
             )
+        else:  # assigned once: NNX refuses a module where a static None stood
+            self.difficulty = None
 
     def __call__(self, question_bl, concept_bl, response_bl) -> tuple[jax.Array, jax.Array]:
         r_bl = response_bl.astype(jnp.int32)
