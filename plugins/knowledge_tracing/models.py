@@ -171,7 +171,7 @@ class RaschEmbedding(nnx.Module):
         if use_questions:
             self.concept_var = nnx.Embed(ctx.num_concepts, d, embedding_init=init, rngs=rngs)
             self.answer_var = nnx.Embed(2, d, embedding_init=init, rngs=rngs)
-            self.difficulty = nnx.Embed(
+            self.difficulty: nnx.Embed | None = nnx.Embed(
                 ctx.num_questions, 1, embedding_init=nnx.initializers.zeros_init(), rngs=rngs
             )
         else:  # assigned once: NNX refuses a module where a static None stood
