@@ -296,6 +296,8 @@ class KTBuildContext:
       num_concepts: concept vocabulary with the padding id 0.
       max_len: the longest answer sequence L a batch holds.
       rngs: the parameter-initialisation streams.
+      has_questions: whether the data set names questions apart from their concepts (False:
+        each question is its concept, as on ASSIST2015 and the DKVMN files).
     """
 
     dim: int
@@ -303,6 +305,7 @@ class KTBuildContext:
     num_concepts: int
     max_len: int
     rngs: nnx.Rngs
+    has_questions: bool = False
 
 
 class KTModule(Protocol):

@@ -136,7 +136,27 @@ def test_rasch_embeddings_with_questions(name):
     check_knowledge_tracer(config)
     ctx = KTBuildContext(dim=256, num_questions=50, num_concepts=100, max_len=8, rngs=nnx.Rngs(0))
     model = config.build(ctx)
-    for table in ("concept", "answer", "concept_var", "answer_var"):
+    # pyKT's simpleKT moves only the questions by their difficulty, AKT the answers too
+    tables = ("concept", "answer", "concept_var") + (("answer_var",) if name == "akt" else ())
+    assert (model.embed.answer_var is None) == (name == "simplekt")
+    for table in tables:
         std = float(np.asarray(getattr(model.embed, table).embedding[...]).std())
         assert 0.9 < std < 1.1, f"{table}: std {std:.3f}, want about 1"
     assert not np.asarray(model.embed.difficulty.embedding[...]).any()  # Rasch mu starts at 0
+
+
+@pytest.mark.parametrize("name", ["akt", "simplekt"])
+@pytest.mark.parametrize("has_questions", [True, False])
+def test_rasch_difficulty_follows_the_data_by_default(name, has_questions):
+    """``use_questions = "auto"``: a difficulty per question exactly where the data set names
+    questions apart from their concepts, as pyKT (``n_pid > 0``)."""
+    from rectk import registry
+
+    cls = registry.knowledge_tracers.get(name)
+    ctx = dict(dim=8, num_questions=50, num_concepts=10, max_len=8, has_questions=has_questions)
+    model = cls(heads=2).build(KTBuildContext(**ctx, rngs=nnx.Rngs(0)))
+    assert (model.embed.difficulty is not None) == has_questions
+    forced = cls(heads=2, use_questions=False).build(KTBuildContext(**ctx, rngs=nnx.Rngs(0)))
+    assert forced.embed.difficulty is None
+    with pytest.raises(ValueError, match="use_questions must be true, false or 'auto'"):
+        cls(use_questions="yes")

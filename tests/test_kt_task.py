@@ -18,9 +18,10 @@ from rectk.predict import load_run
 from rectk_plugins.datasets.kt_files import read_pykt
 
 
-def write_pykt(folder, *, learners=120, concepts=6, seed=0, lengths=(5, 60)):
+def write_pykt(folder, *, learners=120, concepts=6, seed=0, lengths=(5, 60), questions=False):
     """Synthetic pyKT files with a learnable pattern: each learner has an ability, each
-    concept a difficulty; P(right) = sigmoid(ability - difficulty + 0.15 * practice)."""
+    concept a difficulty; P(right) = sigmoid(ability - difficulty + 0.15 * practice).
+    ``questions``: a questions column too, three question ids per concept."""
     rng = np.random.default_rng(seed)
     difficulty = np.linspace(-1.5, 1.5, concepts)
     folder.mkdir(parents=True, exist_ok=True)
@@ -38,15 +39,19 @@ def write_pykt(folder, *, learners=120, concepts=6, seed=0, lengths=(5, 60)):
             practice[c] += 1
         fold = -1 if u % 5 == 4 else u % 5
         line = f'{fold},u{u},"{",".join(map(str, cs + 10))}","{",".join(map(str, rs))}"'
+        if questions:
+            qs = 100 + 3 * cs + rng.integers(0, 3, n)
+            line = line.replace(f"{fold},u{u},", f'{fold},u{u},"{",".join(map(str, qs))}",', 1)
         if fold == -1:
             line += ',"' + ",".join(map(str, range(seen, seen + n))) + '"'
             seen += n
         rows["test" if fold == -1 else "train"].append(line)
+    q_col = "questions," if questions else ""
     (folder / "train_valid.csv").write_text(
-        "fold,uid,concepts,responses\n" + "\n".join(rows["train"]) + "\n"
+        f"fold,uid,{q_col}concepts,responses\n" + "\n".join(rows["train"]) + "\n"
     )
     (folder / "test.csv").write_text(
-        "fold,uid,concepts,responses,cidxs\n" + "\n".join(rows["test"]) + "\n"
+        f"fold,uid,{q_col}concepts,responses,cidxs\n" + "\n".join(rows["test"]) + "\n"
     )
     return folder
 
@@ -199,3 +204,20 @@ def test_attention_tracers_train_through_the_task(tmp_path, kt_data, tracer):
     recipe = _recipe(tmp_path, kt_data, "train.epochs=1", "model.tracer.heads=2", tracer=tracer)
     summary = train_and_evaluate(recipe, progress=False, echo=lambda *a: None)
     assert math.isfinite(summary["test"]["model"]["auc"])
+
+
+@pytest.mark.parametrize("tracer", ["akt", "simplekt"])
+def test_question_ids_give_a_rasch_difficulty_that_a_loaded_run_keeps(tmp_path, tracer):
+    """With a questions column, the default ``use_questions = "auto"`` learns a difficulty per
+    question, and ``load_kt_run`` rebuilds the same model from the run directory."""
+    data = write_pykt(tmp_path / "data", learners=60, questions=True)
+    recipe = _recipe(tmp_path, data, "train.epochs=1", "model.tracer.heads=2", tracer=tracer)
+    assert recipe.resolved["model"]["tracer"]["use_questions"] == "auto"
+    summary = train_and_evaluate(recipe, progress=False, echo=lambda *a: None)
+    assert math.isfinite(summary["test"]["model"]["auc"])
+    loaded = load_kt_run(tmp_path / "runs" / "kt")
+    assert len(loaded.question_ids) == 18 and len(loaded.concept_ids) == 6
+    mu = np.asarray(loaded.weights["params"]["embed"]["difficulty"]["embedding"])
+    assert mu.shape == (19, 1) and np.abs(mu).max() > 0  # trained away from its zero start
+    q, r = loaded.learner("u0")
+    assert np.isfinite(loaded.success(q, r)).all()

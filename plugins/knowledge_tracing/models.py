@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -156,11 +157,12 @@ class SAKT(KnowledgeTracerPlugin):
 
 class RaschEmbedding(nnx.Module):
     """AKT's Rasch-model embeddings: question ``x_t = c_{c_t} + mu_{q_t} d_{c_t}`` and answer
-    ``y_t = x_t + r_{r_t} + mu_{q_t} (f_{r_t} + d_{c_t})``: a concept vector moved along the
-    concept's variation by the question's scalar difficulty ``mu`` (absent without questions
-    distinct from concepts)."""
+    ``y_t = c_{c_t} + r_{r_t} + mu_{q_t} (f_{r_t} + d_{c_t})``: a concept vector moved along
+    the concept's variation by the question's scalar difficulty ``mu`` (absent without
+    questions distinct from concepts). ``rasch_answers=False`` (simpleKT's default in pyKT)
+    keeps the answers at ``c_{c_t} + r_{r_t}``."""
 
-    def __init__(self, ctx: KTBuildContext, *, use_questions: bool):
+    def __init__(self, ctx: KTBuildContext, *, use_questions: bool, rasch_answers: bool = True):
         rngs, d = ctx.rngs, ctx.dim
         # N(0, 1), as pyKT's ``nn.Embedding``; Flax's default (std 1 / sqrt(D)) makes the
         # initial attention scores D times smaller, near-uniform and slow to learn, and lets
@@ -170,7 +172,9 @@ class RaschEmbedding(nnx.Module):
         self.answer = nnx.Embed(2, d, embedding_init=init, rngs=rngs)
         if use_questions:
             self.concept_var = nnx.Embed(ctx.num_concepts, d, embedding_init=init, rngs=rngs)
-            self.answer_var = nnx.Embed(2, d, embedding_init=init, rngs=rngs)
+            self.answer_var = (
+                nnx.Embed(2, d, embedding_init=init, rngs=rngs) if rasch_answers else None
+            )
             self.difficulty: nnx.Embed | None = nnx.Embed(
                 ctx.num_questions, 1, embedding_init=nnx.initializers.zeros_init(), rngs=rngs
             )
@@ -185,7 +189,8 @@ class RaschEmbedding(nnx.Module):
             mu = self.difficulty(question_bl)
             d_c = self.concept_var(concept_bl)
             x = x + mu * d_c
-            y = y + mu * (self.answer_var(r_bl) + d_c)
+            if self.answer_var is not None:
+                y = y + mu * (self.answer_var(r_bl) + d_c)
         return x, y
 
 
@@ -211,7 +216,8 @@ class AKTModule(nnx.Module):
     def __init__(self, cfg: AKT | SimpleKT, ctx: KTBuildContext, *, monotonic: bool):
         rngs, d = ctx.rngs, ctx.dim
         self.cfg, self.monotonic = cfg, monotonic
-        self.embed = RaschEmbedding(ctx, use_questions=cfg.use_questions)
+        use_q = ctx.has_questions if cfg.use_questions == "auto" else cfg.use_questions
+        self.embed = RaschEmbedding(ctx, use_questions=use_q, rasch_answers=monotonic)
         inner = cfg.inner or 4 * d
 
         def layer():
@@ -260,6 +266,8 @@ def _check_transformer(cfg) -> None:
     _check(cfg)
     if cfg.inner < 0 or cfg.final_fc < 1:
         raise ValueError("inner must be >= 0 (0 = 4 x dim) and final_fc at least 1")
+    if cfg.use_questions not in (True, False, "auto"):
+        raise ValueError(f"use_questions must be true, false or 'auto', got {cfg.use_questions!r}")
 
 
 @registered(registry.knowledge_tracers, "akt")
@@ -267,15 +275,16 @@ def _check_transformer(cfg) -> None:
 class AKT(KnowledgeTracerPlugin):
     """Context-aware attentive knowledge tracing (Ghosh, Heffernan & Lan, KDD 2020): Rasch-
     model embeddings, monotonic attention (decaying with the distance to past answers) in an
-    answer encoder, a question encoder and a knowledge retriever. ``use_questions``: Rasch
-    difficulty per question (for data sets whose questions differ from their concepts)."""
+    answer encoder, a question encoder and a knowledge retriever. ``use_questions``: a Rasch
+    difficulty per question; ``"auto"``, as pyKT, where the data set names questions apart
+    from their concepts."""
 
     layers: int = 1
     heads: int = 8
     inner: int = 0  # feed-forward width (0 = 4 x dim)
     final_fc: int = 512
     dropout: float = 0.2
-    use_questions: bool = False
+    use_questions: bool | Literal["auto"] = "auto"
 
     def __post_init__(self):
         _check_transformer(self)
@@ -290,14 +299,15 @@ class SimpleKT(KnowledgeTracerPlugin):
     """simpleKT (Liu, Liu, Chen, Huang & Luo, ICLR 2023): AKT's Rasch-model embeddings and a
     plain causal transformer whose query at ``t`` attends to the questions before ``t`` with
     the answers as values (ordinary dot-product attention), both streams carrying fixed
-    sinusoidal positions."""
+    sinusoidal positions. ``use_questions`` as AKT's; the difficulty moves the questions only,
+    as pyKT's default simpleKT."""
 
     layers: int = 2
     heads: int = 4
     inner: int = 0
     final_fc: int = 256
     dropout: float = 0.1
-    use_questions: bool = False
+    use_questions: bool | Literal["auto"] = "auto"
 
     def __post_init__(self):
         _check_transformer(self)

@@ -34,7 +34,8 @@ ANSWERS = "answers.npz"
 
 def save_answers(rd: RunDir, kt: KTData) -> None:
     """Writes ``answers.npz``: learners' answers (CSR), each question's first concept, ids,
-    each learner's fold (``fold[u]``; the test learners' is ``TEST_FOLD``)."""
+    each learner's fold (``fold[u]``; the test learners' is ``TEST_FOLD``), and whether the
+    data set names questions apart from concepts."""
     concept_of = np.zeros(kt.num_questions + 1, np.int32)
     concept_of[kt.question[::-1]] = kt.concepts[::-1, 0]  # each question's first row wins
     buf = io.BytesIO()
@@ -48,6 +49,7 @@ def save_answers(rd: RunDir, kt: KTData) -> None:
         question_ids=np.asarray(kt.question_ids),
         concept_ids=np.asarray(kt.concept_ids),
         fold=np.asarray(kt.fold),
+        has_questions=np.asarray(kt.has_questions),
     )
     atomic_write(rd.path / ANSWERS, buf.getvalue())
 
@@ -158,7 +160,11 @@ def load_kt_run(path: str | Path) -> KTRun:
             arrays = {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, ValueError, EOFError) as err:
         raise damaged(f, f"not a complete NumPy archive: {err}") from None
-    shape_only = _Shapes(len(arrays["question_ids"]), len(arrays["concept_ids"]))
+    shape_only = _Shapes(
+        len(arrays["question_ids"]),
+        len(arrays["concept_ids"]),
+        bool(arrays.get("has_questions", False)),  # absent from runs before it was kept
+    )
     make = model_factory(cfg, shape_only)
     graphdef, params, rest = nnx.split(nnx.eval_shape(make), nnx.Param, ...)  # type: ignore[misc]
     step, _, weights = best_weights(rd, cfg, record, params, rest)
@@ -186,3 +192,4 @@ class _Shapes:
 
     num_questions: int
     num_concepts: int
+    has_questions: bool

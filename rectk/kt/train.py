@@ -63,7 +63,8 @@ class KTSetup:
 
 def model_factory(cfg: RunConfig, kt: Any) -> Callable[[], nnx.Module]:
     """Builds the recipe's tracer for the vocabularies of ``kt`` (a ``KTData``, or anything
-    with its ``num_questions`` and ``num_concepts``), ``model.dim`` and ``task.maxlen``."""
+    with its ``num_questions``, ``num_concepts`` and ``has_questions``), ``model.dim`` and
+    ``task.maxlen``."""
 
     def make():
         ctx = KTBuildContext(
@@ -72,6 +73,7 @@ def model_factory(cfg: RunConfig, kt: Any) -> Callable[[], nnx.Module]:
             num_concepts=kt.num_concepts + 1,
             max_len=cfg.task.maxlen,
             rngs=nnx.Rngs(cfg.seed),
+            has_questions=kt.has_questions,
         )
         return cfg.model.tracer.build(ctx)
 
