@@ -38,13 +38,13 @@ def write_pykt(folder, *, learners=120, concepts=6, seed=0, lengths=(5, 60), que
             rs.append(int(rng.random() < p))
             practice[c] += 1
         fold = -1 if u % 5 == 4 else u % 5
-        line = f'{fold},u{u},"{",".join(map(str, cs + 10))}","{",".join(map(str, rs))}"'
+        seqs = [cs + 10, rs]
         if questions:
-            qs = 100 + 3 * cs + rng.integers(0, 3, n)
-            line = line.replace(f"{fold},u{u},", f'{fold},u{u},"{",".join(map(str, qs))}",', 1)
+            seqs.insert(0, 100 + 3 * cs + rng.integers(0, 3, n))
         if fold == -1:
-            line += ',"' + ",".join(map(str, range(seen, seen + n))) + '"'
+            seqs.append(range(seen, seen + n))
             seen += n
+        line = ",".join([str(fold), f"u{u}"] + ['"' + ",".join(map(str, s)) + '"' for s in seqs])
         rows["test" if fold == -1 else "train"].append(line)
     q_col = "questions," if questions else ""
     (folder / "train_valid.csv").write_text(
